@@ -1,0 +1,47 @@
+# The README's commands.  Each target does its own set-up on a fresh machine:
+# a virtual environment with the package (and its C block counter) installed,
+# and the Debian tools the tests use as references.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEBIAN_TOOLS := binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu cpp
+
+.PHONY: setup tools demo test bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml emu/_blockcount.c
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Debian packages: cpp for the preprocessor, GNU as/gcc as reference assembler.
+tools:
+	@missing=""; \
+	command -v cpp >/dev/null || missing="$$missing cpp"; \
+	command -v aarch64-linux-gnu-as >/dev/null || missing="$$missing binutils-aarch64-linux-gnu"; \
+	command -v aarch64-linux-gnu-gcc >/dev/null || missing="$$missing gcc-aarch64-linux-gnu"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+demo: setup
+	@command -v cpp >/dev/null || $(MAKE) --no-print-directory tools
+	$(VENV)/bin/bootemu check asm/head.S
+
+test: setup tools
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/bench_check.py
+
+lint: setup
+	$(VENV)/bin/ruff check emu tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info emu/*.so .pytest_cache

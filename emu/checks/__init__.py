@@ -1,0 +1,16 @@
+"""The rule catalogue: one rule a module."""
+
+from emu.checks.base import Check, CheckContext, Finding
+from emu.checks.fetch_outside_identity import FetchOutsideIdentity
+from emu.checks.missing_tlbi import MissingTlbi
+from emu.checks.mmu_toggle_off_identity import MmuToggleOffIdentity
+from emu.checks.ttbr_switch_live import TtbrSwitchLive
+
+ALL_CHECKS: tuple[type[Check], ...] = (
+    TtbrSwitchLive,
+    MmuToggleOffIdentity,
+    FetchOutsideIdentity,
+    MissingTlbi,
+)
+
+__all__ = ["ALL_CHECKS", "Check", "CheckContext", "Finding"]

@@ -1,0 +1,91 @@
+"""What every rule shares: the finding record, the context a rule may query,
+and the base class rules derive from.
+
+A rule is a :class:`~emu.machine.MachineObserver`: it sees events and closed
+MMU-transition windows as the machine produces them, while the machine's
+memory and TLB model still hold the state at that moment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from emu.machine import MachineObserver, Stop
+from emu.mmu.regime import TranslationRegime
+from emu.mmu.tlb import TlbModel
+from emu.mmu.walk import Access, Fault, Translation
+
+if TYPE_CHECKING:
+    from emu.machine import Machine
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A rule that fired, at one instruction, with the evidence that proves it."""
+
+    rule: str
+    index: int
+    pc: int
+    pa: int | None
+    symbol: str
+    message: str
+    evidence: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "rule": self.rule,
+            "index": self.index,
+            "pc": self.pc,
+            "pa": self.pa,
+            "symbol": self.symbol,
+            "message": self.message,
+            "evidence": list(self.evidence),
+        }
+
+
+class CheckContext:
+    """What a rule may ask of the running machine."""
+
+    def __init__(self, machine: Machine) -> None:
+        self._machine = machine
+
+    @property
+    def tlb(self) -> TlbModel:
+        return self._machine.tlb
+
+    def translate(
+        self, va: int, regime: TranslationRegime, access: Access = Access.READ
+    ) -> Translation | Fault:
+        return self._machine.mmu.translate(va, access, regime)
+
+    def symbolize(self, va: int, pa: int | None = None) -> str:
+        return self._machine.symbolize(va, pa)
+
+
+class Check(MachineObserver):
+    """Base of every rule: an id, a title, an explanation, and its findings."""
+
+    rule_id: ClassVar[str]
+    title: ClassVar[str]
+    explanation: ClassVar[str]
+
+    def __init__(self, context: CheckContext) -> None:
+        self.context = context
+        self.findings: list[Finding] = []
+
+    def fire(
+        self, index: int, pc: int, pa: int | None, message: str, evidence: tuple[str, ...] = ()
+    ) -> None:
+        self.findings.append(
+            Finding(self.rule_id, index, pc, pa, self.context.symbolize(pc, pa), message, evidence)
+        )
+
+    def finish(self, stop: Stop) -> None:
+        """Called once when the run has ended."""
+
+
+def describe_translation(result: Translation | Fault) -> str:
+    if isinstance(result, Fault):
+        return result.describe()
+    return f"PA {result.pa:#x}"

@@ -1,0 +1,58 @@
+"""missing-tlbi: MMU on or TTBR switched while the TLB may hold what the tables no longer say."""
+
+from __future__ import annotations
+
+from emu.checks.base import Check, describe_translation
+from emu.events import Event, MmuEnable, TtbrWrite
+from emu.mmu.walk import Translation
+
+EXAMPLES = 3
+
+
+class MissingTlbi(Check):
+    rule_id = "missing-tlbi"
+    title = "No TLB invalidation before the new tables apply"
+    explanation = (
+        "The MMU was turned on, or a TTBR switched with the MMU on, while the TLB may still "
+        "hold translations the now-current tables do not give: either nothing has "
+        "invalidated the regime's TLB since reset (its contents are UNKNOWN), or entries made "
+        "since the last invalidation disagree with a fresh walk of the new tables (different "
+        "PA, or no mapping). Invalidate (TLBI ALLE2, VMALLE1, ...) after the tables change and "
+        "before they are used."
+    )
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, TtbrWrite) and not event.mmu_enabled:
+            return
+        if not isinstance(event, MmuEnable | TtbrWrite):
+            return
+        regime = event.after
+        name = regime.name.value
+        if not self.context.tlb.is_known(name):
+            self.fire(
+                event.index,
+                event.pc,
+                event.pa,
+                f"{event.describe()} with no TLB invalidation of the {name} regime since reset:"
+                " the TLB contents are UNKNOWN",
+            )
+            return
+        stale = []
+        for entry in self.context.tlb.entries(name):
+            fresh = self.context.translate(entry.va_page, regime)
+            if not (isinstance(fresh, Translation) and fresh.pa & ~0xFFF == entry.pa_page):
+                stale.append((entry, fresh))
+        if not stale:
+            return
+        self.fire(
+            event.index,
+            event.pc,
+            event.pa,
+            f"{event.describe()} while the TLB may still hold {len(stale)} translation(s) made "
+            f"since the last invalidation that the new tables do not give",
+            tuple(
+                f"VA {entry.va_page:#x}: TLB -> PA {entry.pa_page:#x} (made at #{entry.made_at});"
+                f" new tables -> {describe_translation(fresh)}"
+                for entry, fresh in stale[:EXAMPLES]
+            ),
+        )

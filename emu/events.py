@@ -1,0 +1,186 @@
+"""Typed events of a boot run: what the MMU-relevant instructions did.
+
+The machine produces these as the guest executes; the checks consume them.
+Every event names the instruction that caused it by its position in the run
+(``index``: instructions executed before it), its virtual PC and the physical
+address it was fetched from.  System-register events carry the translation
+regime as it was before the instruction and as it is after it, so a reader of
+the timeline never has to reconstruct state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from emu.mmu.regime import TranslationRegime
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the guest did at one instruction."""
+
+    index: int
+    pc: int
+    pa: int | None
+    el: int
+
+    @property
+    def kind(self) -> str:
+        return "event"
+
+    def describe(self) -> str:
+        return self.kind
+
+
+@dataclass(frozen=True)
+class SysRegWrite(Event):
+    """An MSR to a register that shapes translation (SCTLR, TTBR, TCR, MAIR, VBAR, HCR)."""
+
+    register: str
+    old: int
+    new: int
+    before: TranslationRegime
+    after: TranslationRegime
+
+    @property
+    def kind(self) -> str:
+        return "sysreg-write"
+
+    def describe(self) -> str:
+        return f"{self.register} {self.old:#x} -> {self.new:#x}"
+
+
+@dataclass(frozen=True)
+class MmuEnable(SysRegWrite):
+    """SCTLR_ELx.M went from 0 to 1."""
+
+    @property
+    def kind(self) -> str:
+        return "mmu-on"
+
+    def describe(self) -> str:
+        return f"MMU on ({self.register} {self.old:#x} -> {self.new:#x})"
+
+
+@dataclass(frozen=True)
+class MmuDisable(SysRegWrite):
+    """SCTLR_ELx.M went from 1 to 0."""
+
+    @property
+    def kind(self) -> str:
+        return "mmu-off"
+
+    def describe(self) -> str:
+        return f"MMU off ({self.register} {self.old:#x} -> {self.new:#x})"
+
+
+@dataclass(frozen=True)
+class TtbrWrite(SysRegWrite):
+    """A translation table base register written."""
+
+    mmu_enabled: bool
+
+    @property
+    def kind(self) -> str:
+        return "ttbr-write"
+
+    def describe(self) -> str:
+        state = "MMU on" if self.mmu_enabled else "MMU off"
+        return f"{self.register} {self.old:#x} -> {self.new:#x} ({state})"
+
+
+@dataclass(frozen=True)
+class TlbInvalidate(Event):
+    """A TLBI instruction."""
+
+    operation: str
+    operand: int
+
+    @property
+    def kind(self) -> str:
+        return "tlbi"
+
+    def describe(self) -> str:
+        return self.operation
+
+
+@dataclass(frozen=True)
+class CacheMaintenance(Event):
+    """An IC or DC instruction."""
+
+    operation: str
+    operand: int
+
+    @property
+    def kind(self) -> str:
+        return "cache"
+
+    def describe(self) -> str:
+        return self.operation
+
+
+@dataclass(frozen=True)
+class Barrier(Event):
+    """DSB, DMB or ISB; only seen inside an MMU-transition window."""
+
+    operation: str
+
+    @property
+    def kind(self) -> str:
+        return "barrier"
+
+    def describe(self) -> str:
+        return self.operation
+
+    @property
+    def context_synchronizing(self) -> bool:
+        return self.operation == "ISB"
+
+
+@dataclass(frozen=True)
+class ExceptionTaken(Event):
+    """An exception the run could not continue past (HVC, SMC, SVC, undefined, abort)."""
+
+    cause: str
+
+    @property
+    def kind(self) -> str:
+        return "exception"
+
+    def describe(self) -> str:
+        return self.cause
+
+
+@dataclass(frozen=True)
+class WindowFetch:
+    """One instruction executed inside an MMU-transition window."""
+
+    index: int
+    va: int
+    pa: int
+    word: int
+
+
+@dataclass
+class TransitionWindow:
+    """The instructions from an MMU-off (or the first MMU-on) to the first
+    context synchronization after the MMU is on again.
+
+    ``old`` is the regime that translated before the window (None when the MMU
+    had never been on), ``new`` the regime in force when the window closed.
+    """
+
+    opened_by: SysRegWrite
+    old: TranslationRegime | None
+    fetches: list[WindowFetch] = field(default_factory=list)
+    pages: dict[int, WindowFetch] = field(default_factory=dict)  # first fetch per 4 KiB page
+    # Per page: identity-mapped (VA == PA) in the old / new tables, judged at close.
+    identity_old: dict[int, bool] = field(default_factory=dict)
+    identity_new: dict[int, bool] = field(default_factory=dict)
+    mmu_on_index: int | None = None
+    closed_by: Event | None = None
+    new: TranslationRegime | None = None
+    truncated: bool = False
+    # A few instructions after the close, up to the first one fetched at VA != PA
+    # (the jump to the link address), for the report; no rule judges them.
+    tail: list[WindowFetch] = field(default_factory=list)

@@ -1,0 +1,615 @@
+"""The machine: one Unicorn AArch64 CPU, its RAM, its reset state and its run loop.
+
+Checking mode installs no per-instruction Python hook.  What it does install:
+
+* a native (C) block hook that counts instructions (``emu/_blockcount.c``);
+* the TLB-fill hook of the Python MMU (once per page per softmmu flush);
+* MSR and SYS instruction hooks, which fire only on those instructions and
+  turn them into typed events;
+* a per-instruction Python hook only inside an *MMU-transition window* - from
+  an MMU-off (or the first MMU-on) to the first context synchronization after
+  the MMU is on - so the few instructions that matter are recorded with their
+  VA and PA.
+
+Every call to :meth:`Machine.run` ends with a :class:`Stop` that says why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from unicorn import (
+    UC_ARCH_ARM64,
+    UC_ERR_EXCEPTION,
+    UC_ERR_FETCH_PROT,
+    UC_ERR_FETCH_UNMAPPED,
+    UC_ERR_INSN_INVALID,
+    UC_ERR_READ_PROT,
+    UC_ERR_READ_UNMAPPED,
+    UC_ERR_WRITE_PROT,
+    UC_ERR_WRITE_UNMAPPED,
+    UC_HOOK_BLOCK,
+    UC_HOOK_CODE,
+    UC_HOOK_INSN,
+    UC_HOOK_INTR,
+    UC_HOOK_MEM_UNMAPPED,
+    UC_HOOK_TLB_FILL,
+    UC_MEM_FETCH_UNMAPPED,
+    UC_MEM_READ_UNMAPPED,
+    UC_MEM_WRITE_UNMAPPED,
+    UC_MODE_ARM,
+    UC_PROT_ALL,
+    UC_TLB_VIRTUAL,
+    Uc,
+    UcError,
+)
+from unicorn import arm64_const as a64
+from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
+
+from emu import _blockcount
+from emu.events import (
+    Barrier,
+    CacheMaintenance,
+    Event,
+    ExceptionTaken,
+    MmuDisable,
+    MmuEnable,
+    SysRegWrite,
+    TlbInvalidate,
+    TransitionWindow,
+    TtbrWrite,
+    WindowFetch,
+)
+from emu.image import BootImage, ImageError
+from emu.mmu.hooks import REGIME_FIELD_OF, FillFault, MmuUnit, cp_reg, regime_for_el
+from emu.mmu.tlb import PAGE_MASK, TlbModel
+from emu.mmu.regime import TranslationRegime
+from emu.mmu.walk import Access, Fault, Translation, format_walk
+from emu.sysregs import sys_op_name, sysreg_name
+
+MIB = 1 << 20
+DEFAULT_RAM_SIZE = 64 * MIB
+DEFAULT_MAX_INSNS = 20_000_000
+WINDOW_RECORD_LIMIT = 4096
+WINDOW_TAIL_LIMIT = 8
+
+# SCR_EL3 = NS | HCE | RW: EL2 exists, is Non-secure and AArch64.  Unicorn
+# resets SCR_EL3 to 0 (Secure), where EL2 translation misbehaves.
+SCR_EL3_BOOT = 0x501
+PSTATE_EL2H = 0x3C9
+PSTATE_EL1H = 0x3C5
+
+# Registers whose writes are events; those that shape translation also stop
+# emulation briefly so the softmmu TLB can be flushed and windows opened.
+EVENT_REGISTERS = frozenset(REGIME_FIELD_OF) | {"VBAR_EL2", "VBAR_EL1", "HCR_EL2"}
+
+# QEMU's exception numbers as Unicorn's interrupt hook reports them.
+_INTERRUPT_NAMES = {
+    1: "undefined instruction",
+    2: "SVC",
+    3: "prefetch abort",
+    4: "data abort",
+    5: "IRQ",
+    6: "FIQ",
+    7: "breakpoint",
+    11: "HVC",
+    12: "trap to EL2",
+    13: "SMC",
+    16: "semihosting call",
+}
+
+_UNMAPPED_KINDS = {
+    UC_MEM_FETCH_UNMAPPED: "fetch from",
+    UC_MEM_READ_UNMAPPED: "read from",
+    UC_MEM_WRITE_UNMAPPED: "write to",
+}
+_UNMAPPED_ERRORS = {
+    UC_ERR_FETCH_UNMAPPED: "fetch from",
+    UC_ERR_READ_UNMAPPED: "read from",
+    UC_ERR_WRITE_UNMAPPED: "write to",
+}
+
+_ISB = 0xD5033FDF
+_ERET = 0xD69F03E0
+
+
+def _barrier_name(word: int) -> str | None:
+    """Name an A64 barrier encoding, or None if the word is not one."""
+    if word == _ISB:
+        return "ISB"
+    options = {0xF: "SY", 0xE: "ST", 0xD: "LD", 0xB: "ISH", 0xA: "ISHST", 0x9: "ISHLD",
+               0x7: "NSH", 0x6: "NSHST", 0x5: "NSHLD", 0x3: "OSH", 0x2: "OSHST", 0x1: "OSHLD"}
+    crm = (word >> 8) & 0xF
+    if word & 0xFFFFF0FF == 0xD503309F:
+        return f"DSB {options.get(crm, hex(crm))}"
+    if word & 0xFFFFF0FF == 0xD50330BF:
+        return f"DMB {options.get(crm, hex(crm))}"
+    return None
+
+
+class StopKind(str, enum.Enum):
+    """Why a run ended."""
+
+    ARRIVED = "arrived"          # PC reached one of the requested addresses
+    BUDGET = "budget"            # the instruction budget ran out
+    EXCEPTION = "exception"      # a fault or exception the run cannot continue past
+    UNMAPPED = "unmapped"        # an access to physical memory that does not exist
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The end of a run: where, after how many instructions, and why, in words."""
+
+    kind: StopKind
+    pc: int
+    index: int
+    message: str
+    detail: tuple[str, ...] = ()
+
+
+class _BlockCounter(ctypes.Structure):
+    # Mirrors struct bootemu_block_counter in _blockcount.c.
+    _fields_ = [
+        ("executed", ctypes.c_uint64),
+        ("block_base", ctypes.c_uint64),
+        ("block_address", ctypes.c_uint64),
+        ("block_end", ctypes.c_uint64),
+        ("limit", ctypes.c_uint64),
+        ("emu_stop", ctypes.c_void_p),
+        ("stopped_at_limit", ctypes.c_uint64),
+    ]
+
+
+class MachineObserver:
+    """Receives events and closed windows as the machine runs; override what you need."""
+
+    def on_event(self, event: Event) -> None:
+        """Called for every event, in order."""
+
+    def on_window_closed(self, window: TransitionWindow) -> None:
+        """Called when an MMU-transition window ends (or when the run ends inside one)."""
+
+
+def minimal_fdt() -> bytes:
+    """A valid, empty flattened device tree: header, root node, no properties."""
+    begin_node, end_node, end = 1, 2, 9
+    structure = b"".join(x.to_bytes(4, "big") for x in (begin_node, 0, end_node, end))
+    header_size, reserve = 40, bytes(16)
+    off_rsvmap = header_size
+    off_struct = off_rsvmap + len(reserve)
+    off_strings = off_struct + len(structure)
+    total = off_strings
+    fields = (0xD00DFEED, total, off_struct, off_strings, off_rsvmap, 17, 16, 0, 0,
+              len(structure))
+    return b"".join(x.to_bytes(4, "big") for x in fields) + reserve + structure
+
+
+class Machine:
+    """A booted-but-not-yet-run AArch64 CPU with an image in RAM."""
+
+    def __init__(
+        self,
+        image: BootImage,
+        *,
+        ram_size: int = DEFAULT_RAM_SIZE,
+        el: int = 2,
+    ) -> None:
+        if el not in (1, 2):
+            raise ImageError(f"entry exception level must be 1 or 2, not {el}")
+        self.image = image
+        self.ram_base = image.load_address & ~(2 * MIB - 1)
+        self.ram_size = max(ram_size, (image.load_address - self.ram_base) + image.memory_size
+                            + 4 * MIB)
+        self.ram_size = (self.ram_size + 2 * MIB - 1) & ~(2 * MIB - 1)
+        self.dtb_address = self.ram_base + self.ram_size - 2 * MIB
+
+        uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
+        uc.ctl_set_cpu_model(a64.UC_CPU_ARM64_MAX)
+        self.uc = uc
+        try:
+            uc.mem_map(self.ram_base, self.ram_size, UC_PROT_ALL)
+        except UcError as err:
+            raise ImageError(
+                f"cannot map RAM at {self.ram_base:#x} (+{self.ram_size:#x}): {err}"
+            ) from err
+        self._load(image)
+        self._reset(el)
+
+        self.tlb = TlbModel()
+        self.mmu = MmuUnit(uc, self.tlb, self.index_now)
+        self.events: list[Event] = []
+        self.windows: list[TransitionWindow] = []
+        self.observers: list[MachineObserver] = []
+        self._window: TransitionWindow | None = None
+        self._tail_of: TransitionWindow | None = None
+        self._window_hook: int | None = None
+        self._want_window_hook = False
+        self._flush_pending = False
+        self._stop: Stop | None = None
+        self._unmapped: tuple[str, int] | None = None
+
+        self._counter = _BlockCounter()
+        self._counter.emu_stop = ctypes.cast(_uclib().uc_emu_stop, ctypes.c_void_p).value
+        self._install_hooks()
+
+    # -- set-up --------------------------------------------------------------
+
+    def _load(self, image: BootImage) -> None:
+        end = image.load_address + image.memory_size
+        if end > self.ram_base + self.ram_size - 2 * MIB:
+            raise ImageError(f"image {image.name} ({image.memory_size:#x} bytes at "
+                             f"{image.load_address:#x}) does not fit in RAM")
+        self.uc.mem_write(image.load_address, image.payload)
+        if image.bss is not None:
+            # The loader leaves BSS as it found it; garbage proves the boot code clears it.
+            start, stop = image.bss
+            self.uc.mem_write(start, b"\xa5" * (stop - start))
+        self.uc.mem_write(self.dtb_address, minimal_fdt())
+
+    def _reset(self, el: int) -> None:
+        uc = self.uc
+        scr = cp_reg("SCR_EL3")
+        uc.reg_write(a64.UC_ARM64_REG_CP_REG, scr + (SCR_EL3_BOOT,))
+        uc.reg_write(a64.UC_ARM64_REG_PSTATE, PSTATE_EL2H if el == 2 else PSTATE_EL1H)
+        # Writing PSTATE does not rebuild Unicorn's cached CPU flags; any CP
+        # register write does (unicorn issue #2333).
+        uc.reg_write(a64.UC_ARM64_REG_CP_REG, scr + (SCR_EL3_BOOT,))
+        uc.reg_write(a64.UC_ARM64_REG_X0, self.dtb_address)
+        for reg in (a64.UC_ARM64_REG_X1, a64.UC_ARM64_REG_X2, a64.UC_ARM64_REG_X3):
+            uc.reg_write(reg, 0)
+        uc.reg_write(a64.UC_ARM64_REG_PC, self.image.entry)
+
+    def _install_hooks(self) -> None:
+        uc = self.uc
+        uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+        uc.hook_add(UC_HOOK_TLB_FILL, self.mmu.on_tlb_fill)
+        uc.hook_add(UC_HOOK_INSN, self._on_msr, None, 1, 0, a64.UC_ARM64_INS_MSR)
+        uc.hook_add(UC_HOOK_INSN, self._on_sys, None, 1, 0, a64.UC_ARM64_INS_SYS)
+        uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
+        native = ctypes.CDLL(_blockcount.__file__)
+        native.bootemu_block_counter_size.restype = ctypes.c_size_t
+        if native.bootemu_block_counter_size() != ctypes.sizeof(_BlockCounter):
+            raise RuntimeError(f"{_blockcount.__file__} is a stale build; reinstall bootemu")
+        handle = ctypes.c_size_t()
+        status = _uclib().uc_hook_add(
+            uc._uch, ctypes.byref(handle), UC_HOOK_BLOCK,
+            ctypes.cast(native.bootemu_block_hook, ctypes.c_void_p),
+            ctypes.byref(self._counter), ctypes.c_uint64(1), ctypes.c_uint64(0),
+        )
+        if status != 0:
+            raise UcError(status)
+        self._native = native  # keep the library mapped while Unicorn may call it
+
+    # -- observation ---------------------------------------------------------
+
+    @property
+    def pc(self) -> int:
+        return self.uc.reg_read(a64.UC_ARM64_REG_PC)
+
+    @property
+    def el(self) -> int:
+        return self.mmu.current_el()
+
+    def reg(self, name: str) -> int:
+        """A general or system register by name (``x19``, ``sp``, ``TTBR0_EL2``)."""
+        attribute = f"UC_ARM64_REG_{name.upper()}"
+        if hasattr(a64, attribute):
+            return self.uc.reg_read(getattr(a64, attribute))
+        return self.mmu.read_sysreg(name.upper())
+
+    def index_at(self, pc: int) -> int:
+        """Instructions executed before the one at ``pc`` (exact, from the block counter)."""
+        c = self._counter
+        if c.block_address <= pc < c.block_end:
+            return c.block_base + (pc - c.block_address) // 4
+        return c.executed
+
+    def index_now(self) -> int:
+        return self.index_at(self.pc)
+
+    @property
+    def executed(self) -> int:
+        return self.index_now()
+
+    def symbolize(self, va: int, pa: int | None = None) -> str:
+        return self.image.symbolize(va, pa)
+
+    def _emit(self, event: Event) -> None:
+        self.events.append(event)
+        for observer in self.observers:
+            observer.on_event(event)
+
+    # -- hooks ---------------------------------------------------------------
+
+    def _on_msr(self, uc: Uc, _reg: int, cp, _user_data) -> bool:
+        name = sysreg_name(cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)
+        if name not in EVENT_REGISTERS:
+            return False
+        pc = self.pc
+        index = self.index_at(pc)
+        el = self.mmu.current_el()
+        fetch_regime = self.mmu.regime(regime_for_el(el))
+        pa = self.mmu.fetch_pa(pc, fetch_regime)
+        old = self.mmu.read_sysreg(name)
+        new = cp.val
+        slot = REGIME_FIELD_OF.get(name)
+        if slot is None:
+            self._emit(SysRegWrite(index, pc, pa, el, name, old, new, fetch_regime, fetch_regime))
+            return False
+        regime_name, fieldname = slot
+        before = self.mmu.regime(regime_name)
+        after = replace(before, **{fieldname: new})
+        common = (index, pc, pa, el, name, old, new, before, after)
+        event: SysRegWrite
+        if fieldname == "sctlr" and (old ^ new) & 1:
+            event = MmuEnable(*common) if new & 1 else MmuDisable(*common)
+        elif fieldname in ("ttbr0", "ttbr1"):
+            event = TtbrWrite(*common, mmu_enabled=before.mmu_enabled)
+        else:
+            event = SysRegWrite(*common)
+        # Fills can happen between this write and the stop below, and must
+        # already see the new value.
+        self.mmu.remember(after)
+        self._emit(event)
+        self._track_window(event, word=int.from_bytes(uc.mem_read(pa, 4), "little")
+                           if pa is not None else 0)
+        # Stop right after this instruction: the softmmu TLB must be flushed
+        # (QEMU keeps it across TTBR writes) and the regime snapshot re-read.
+        self._flush_pending = True
+        uc.emu_stop()
+        return False
+
+    def _on_sys(self, uc: Uc, _reg: int, cp, _user_data) -> bool:
+        name = sys_op_name(cp.op1, cp.crn, cp.crm, cp.op2)
+        pc = self.pc
+        index = self.index_at(pc)
+        el = self.mmu.current_el()
+        pa = self.mmu.fetch_pa(pc)
+        if name.startswith("TLBI"):
+            self.tlb.apply_tlbi(name, cp.val)
+            self._emit(TlbInvalidate(index, pc, pa, el, name, cp.val))
+        elif name.startswith(("IC", "DC")):
+            self._emit(CacheMaintenance(index, pc, pa, el, name, cp.val))
+        return False
+
+    def _on_interrupt(self, uc: Uc, intno: int, _user_data) -> None:
+        pc = self.pc
+        cause = _INTERRUPT_NAMES.get(intno, f"exception {intno}")
+        esr = self.mmu.read_sysreg("ESR_EL2" if self.el >= 2 else "ESR_EL1")
+        event = ExceptionTaken(self.index_at(pc), pc, self.mmu.fetch_pa(pc), self.el,
+                               f"{cause} (ESR {esr:#x})")
+        self._emit(event)
+        self._stop = Stop(StopKind.EXCEPTION, pc, event.index,
+                          f"exception taken at {pc:#x} ({self.symbolize(pc, event.pa)}): {cause}")
+        uc.emu_stop()
+
+    def _on_unmapped(self, uc: Uc, access: int, address: int, _size, _value, _user_data) -> bool:
+        self._unmapped = (_UNMAPPED_KINDS.get(access, "access to"), address)
+        return False
+
+    # -- MMU-transition windows ----------------------------------------------
+
+    def _track_window(self, event: SysRegWrite, word: int) -> None:
+        self._tail_of = None
+        if isinstance(event, MmuDisable) and self._window is None:
+            self._open_window(event, old=event.before, word=word)
+        elif isinstance(event, MmuEnable):
+            if self._window is None:
+                self._open_window(event, old=None, word=word)
+            assert self._window is not None
+            self._window.mmu_on_index = event.index
+
+    def _open_window(self, event: SysRegWrite, old, word: int) -> None:
+        window = TransitionWindow(opened_by=event, old=old)
+        # The opening instruction is evidence only: where its own next fetch
+        # lands is mmu-toggle-off-identity's question, not this window's.
+        window.fetches.append(
+            WindowFetch(event.index, event.pc, event.pa if event.pa is not None else -1, word)
+        )
+        self._window = window
+        self._want_window_hook = True
+
+    def _on_window_insn(self, uc: Uc, address: int, _size: int, _user_data) -> None:
+        window = self._window
+        index = self.index_at(address)
+        if window is None:
+            self._record_tail(index, address)
+            return
+        if window.fetches and window.fetches[-1].index == index:
+            return  # re-entered after a stop inside this instruction's hooks
+        fetch = self._fetch_record(index, address)
+        pa, word = fetch.pa, fetch.word
+        window.pages.setdefault(address & PAGE_MASK, fetch)
+        if len(window.fetches) < WINDOW_RECORD_LIMIT:
+            window.fetches.append(fetch)
+        else:
+            window.truncated = True
+        barrier = _barrier_name(word)
+        closing: Event | None = None
+        if barrier is not None:
+            event = Barrier(index, address, pa, self.el, barrier)
+            self._emit(event)
+            if event.context_synchronizing and window.mmu_on_index is not None:
+                closing = event
+        elif word == _ERET:
+            closing = Barrier(index, address, pa, self.el, "ERET")
+            self._emit(closing)
+        if closing is not None:
+            self._close_window(closing)
+            self._tail_of = window
+            self._want_window_hook = True
+
+    def _fetch_record(self, index: int, address: int) -> WindowFetch:
+        pa = self.mmu.fetch_pa(address)
+        word = int.from_bytes(self.uc.mem_read(pa, 4), "little") if pa is not None else 0
+        return WindowFetch(index, address, pa if pa is not None else -1, word)
+
+    def _record_tail(self, index: int, address: int) -> None:
+        window = self._tail_of
+        if window is None or (window.tail and window.tail[-1].index == index):
+            return
+        fetch = self._fetch_record(index, address)
+        window.tail.append(fetch)
+        if fetch.va != fetch.pa or len(window.tail) >= WINDOW_TAIL_LIMIT:
+            self._tail_of = None
+            self._want_window_hook = False
+            self.uc.emu_stop()
+
+    def _close_window(self, closing: Event | None) -> None:
+        window = self._window
+        if window is None:
+            return
+        window.closed_by = closing
+        window.new = self.mmu.regime(window.opened_by.after.name)
+        if not window.new.mmu_enabled:
+            # The run ended with the MMU still off: judge against the tables TTBR holds.
+            window.new = replace(window.new, sctlr=window.new.sctlr | 1)
+        for page in window.pages:
+            window.identity_new[page] = self._identity_mapped(page, window.new)
+            if window.old is not None:
+                window.identity_old[page] = self._identity_mapped(page, window.old)
+        self._window = None
+        self._want_window_hook = False
+        self.windows.append(window)
+        for observer in self.observers:
+            observer.on_window_closed(window)
+
+    def _identity_mapped(self, va: int, regime: TranslationRegime) -> bool:
+        result = self.mmu.translate(va, Access.FETCH, regime)
+        return isinstance(result, Translation) and result.pa == va
+
+    # -- running -------------------------------------------------------------
+
+    def _apply_pending(self) -> None:
+        uc = self.uc
+        if self._flush_pending:
+            self._flush_pending = False
+            self.mmu.forget_registers()
+            uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        if self._want_window_hook and self._window_hook is None:
+            self._window_hook = uc.hook_add(UC_HOOK_CODE, self._on_window_insn)
+            uc.ctl_flush_tb()  # blocks translated before now lack the hook call
+        elif not self._want_window_hook and self._window_hook is not None:
+            uc.hook_del(self._window_hook)
+            self._window_hook = None
+            uc.ctl_flush_tb()
+
+    def _resync_counter(self) -> None:
+        """Make the counter's total exact at the current PC after any kind of stop."""
+        c = self._counter
+        executed = self.index_now()
+        c.executed = c.block_base = executed
+        c.block_address = c.block_end = self.pc
+
+    def run(self, until: Iterable[int] = (), max_insns: int = DEFAULT_MAX_INSNS) -> Stop:
+        """Run until PC is one of ``until``, the total budget is spent, or the guest stops.
+
+        ``max_insns`` counts from the machine's reset, so repeated runs share one budget.
+        """
+        exits = sorted(set(until))
+        uc = self.uc
+        # Stops are range-bounded code hooks: Unicorn emits their call only for
+        # the instruction at that address.  (Its own exits are not used: before
+        # running, uc_emu_start probes a fetch near each exit address, which
+        # would reach the MMU model as a fetch the guest never made.)
+        stop_hooks = [uc.hook_add(UC_HOOK_CODE, self._on_exit, None, address, address)
+                      for address in exits]
+        counter = self._counter
+        try:
+            while True:
+                if self.index_now() >= max_insns:
+                    return self._finish(Stop(StopKind.BUDGET, self.pc, self.index_now(),
+                                             f"instruction budget of {max_insns} spent"))
+                self._stop = None
+                self._unmapped = None
+                self.mmu.first_fault = None
+                counter.stopped_at_limit = 0
+                counter.limit = max_insns
+                self._apply_pending()
+                error = self._start(self.pc)
+                at_limit = bool(counter.stopped_at_limit)
+                if at_limit:
+                    # The next block would overrun the budget: finish it exactly.
+                    counter.stopped_at_limit = 0
+                    counter.limit = 0
+                    remaining = max_insns - self.index_now()
+                    if remaining > 0 and error is None:
+                        # count=0 would mean "no limit" to Unicorn, hence the guard;
+                        # code translated before has no call to Unicorn's counter.
+                        uc.ctl_flush_tb()
+                        error = self._start(self.pc, count=remaining)
+                        if error is None and not self._flush_pending and self._stop is None:
+                            counter.executed = max_insns
+                            counter.block_address = counter.block_end = self.pc
+                self._resync_counter()
+                if self._stop is not None:  # the guest took an exception first
+                    return self._finish(self._stop)
+                if error is not None:
+                    return self._finish(self._error_stop(error))
+                pc = self.pc
+                if pc in exits:
+                    return self._finish(Stop(StopKind.ARRIVED, pc, self.index_now(),
+                                             f"arrived at {pc:#x} ({self.symbolize(pc)})"))
+        finally:
+            for handle in stop_hooks:
+                uc.hook_del(handle)
+            self._apply_pending()
+
+    def _on_exit(self, uc: Uc, _address: int, _size: int, _user_data) -> None:
+        uc.emu_stop()
+
+    def _start(self, pc: int, count: int = 0) -> UcError | None:
+        # ``until`` is an odd address no PC can equal, inside the page about to
+        # be fetched anyway: Unicorn's start-up probe of it is then harmless.
+        try:
+            self.uc.emu_start(pc, (pc & ~0x3FF) | 1, 0, count)
+        except UcError as err:
+            return err
+        return None
+
+    def _finish(self, stop: Stop) -> Stop:
+        if self._window is not None and stop.kind is not StopKind.ARRIVED:
+            self._close_window(None)
+        return stop
+
+    def _error_stop(self, err: UcError) -> Stop:
+        pc = self.pc
+        index = self.index_now()
+        where = f"{pc:#x} ({self.symbolize(pc, self.mmu.fetch_pa(pc))})"
+        fault = self.mmu.first_fault
+        if err.errno == UC_ERR_EXCEPTION and fault is not None:
+            return self._fault_stop(fault, pc, index)
+        if self._unmapped is not None or err.errno in (
+            UC_ERR_FETCH_UNMAPPED, UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED
+        ):
+            kind, address = self._unmapped or (_UNMAPPED_ERRORS.get(err.errno, "access to"), pc)
+            return Stop(StopKind.UNMAPPED, pc, index,
+                        f"{kind} physical address {address:#x} where there is no memory, "
+                        f"at {where}")
+        if err.errno == UC_ERR_INSN_INVALID:
+            return Stop(StopKind.EXCEPTION, pc, index, f"undefined instruction at {where}")
+        if err.errno in (UC_ERR_FETCH_PROT, UC_ERR_READ_PROT, UC_ERR_WRITE_PROT):
+            return Stop(StopKind.EXCEPTION, pc, index, f"permission fault at {where}")
+        return Stop(StopKind.EXCEPTION, pc, index, f"emulation stopped at {where}: {err}")
+
+    def _fault_stop(self, fill: FillFault, pc: int, index: int) -> Stop:
+        fault = fill.fault
+        what = "instruction abort" if fault.access.value == "fetch" else "data abort"
+        message = (f"{what} at {pc:#x} ({self.symbolize(pc)}): {fault.describe()} "
+                   f"for {fault.access.value} of VA {fault.va:#x} in the {fill.regime.name.value}"
+                   f" regime (no exception vector is modelled yet)")
+        return Stop(StopKind.EXCEPTION, pc, index, message, tuple(format_walk(fault)))
+
+    def translate(self, va: int, regime: TranslationRegime | None = None) -> Translation | Fault:
+        """Walk VA in a regime (the current one by default) over the machine's memory."""
+        return self.mmu.translate(va, regime=regime)
+
+
+def _uclib():
+    from unicorn.unicorn_py3.unicorn import uclib
+
+    return uclib

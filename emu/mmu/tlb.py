@@ -1,0 +1,112 @@
+"""An architectural TLB model: what the hardware may still hold.
+
+Unicorn's softmmu TLB is a cache the emulator flushes whenever it likes; the
+architecture's TLB is not.  Entries made by a walk stay usable, tagged by
+translation regime (and ASID where the regime has one), across page-table and
+TTBR changes until a TLBI that covers them.  After reset the contents are
+UNKNOWN, so a regime counts as *unknown* until its first invalidate-all.
+
+The checks ask this model which translations are *live* (made since the last
+invalidation that covers them) when tables are replaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PAGE_MASK = ~0xFFF
+
+
+@dataclass(frozen=True)
+class TlbEntry:
+    """One cached translation of a 4 KiB page (the unit Unicorn fills in)."""
+
+    regime: str
+    va_page: int
+    pa_page: int
+    size: int
+    ttbr: int
+    asid: int | None
+    made_at: int
+    executable: bool
+    writable: bool
+
+
+class TlbModel:
+    """Per-regime sets of cached translations and whether each set is known."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, int], TlbEntry] = {}
+        self._known: set[str] = set()
+
+    def is_known(self, regime: str) -> bool:
+        """True once an invalidate-all has cleared whatever reset left behind."""
+        return regime in self._known
+
+    def insert(self, entry: TlbEntry) -> None:
+        self._entries[(entry.regime, entry.va_page)] = entry
+
+    def entries(self, regime: str) -> list[TlbEntry]:
+        return [e for (r, _), e in self._entries.items() if r == regime]
+
+    def lookup(self, regime: str, va: int) -> TlbEntry | None:
+        return self._entries.get((regime, va & PAGE_MASK))
+
+    def invalidate_all(self, regime: str) -> int:
+        """TLBI ALLE2 / VMALLE1 and friends: drop every entry of the regime."""
+        doomed = [key for key in self._entries if key[0] == regime]
+        for key in doomed:
+            del self._entries[key]
+        self._known.add(regime)
+        return len(doomed)
+
+    def invalidate_va(self, regime: str, va: int, asid: int | None = None) -> int:
+        """TLBI VAE2 / VAE1 and friends: drop the entries that cover VA.
+
+        Last-level-only forms (VALE*) are treated like their full forms: the
+        model caches leaf translations only, so both remove the same entries.
+        """
+        doomed = [
+            key
+            for key, e in self._entries.items()
+            if e.regime == regime
+            and (e.va_page & ~(e.size - 1)) <= va < (e.va_page & ~(e.size - 1)) + e.size
+            and (asid is None or e.asid is None or e.asid == asid)
+        ]
+        for key in doomed:
+            del self._entries[key]
+        return len(doomed)
+
+    def invalidate_asid(self, regime: str, asid: int) -> int:
+        """TLBI ASIDE1: drop the non-global entries of one ASID."""
+        doomed = [
+            key for key, e in self._entries.items() if e.regime == regime and e.asid == asid
+        ]
+        for key in doomed:
+            del self._entries[key]
+        return len(doomed)
+
+    def apply_tlbi(self, operation: str, operand: int) -> int:
+        """Carry out a TLBI by name (``"TLBI ALLE2IS"``) on the model; returns entries dropped.
+
+        The inner-shareable forms act like the local ones: the model has one PE.
+        Operand layout for the by-VA forms: VA[55:12] in bits [43:0], ASID in [63:48].
+        """
+        op = operation.removeprefix("TLBI ").removesuffix("IS").removesuffix("OS")
+        va = (operand & ((1 << 44) - 1)) << 12
+        if va & (1 << 55):
+            va |= 0xFF00_0000_0000_0000  # a TTBR1 address: bits above 55 copy bit 55
+        asid = (operand >> 48) & 0xFFFF
+        if op in ("ALLE2", "ALLE3"):
+            return self.invalidate_all("EL2")
+        if op in ("VMALLE1", "ALLE1", "VMALLS12E1"):
+            return self.invalidate_all("EL1&0")
+        if op in ("VAE2", "VALE2"):
+            return self.invalidate_va("EL2", va)
+        if op in ("VAE1", "VALE1"):
+            return self.invalidate_va("EL1&0", va, asid)
+        if op in ("VAAE1", "VAALE1"):
+            return self.invalidate_va("EL1&0", va)
+        if op == "ASIDE1":
+            return self.invalidate_asid("EL1&0", asid)
+        return 0

@@ -1,0 +1,158 @@
+"""The machine: EL2 reset, exact instruction counts, stops with reasons, events."""
+
+from __future__ import annotations
+
+from conftest import LOAD, PROLOGUE, Tables, build_image, run_checked
+
+from emu.events import MmuEnable, TlbInvalidate, TtbrWrite
+from emu.machine import Machine, StopKind
+
+HIGH = 0x80_0000_0000  # level-0 slot 1, aliased to LOAD by the tables below
+
+
+def test_resets_at_el2_with_the_boot_protocol_registers(tables: Tables) -> None:
+    image = build_image(
+        """
+_start:
+    mrs x5, CurrentEL
+    mov x6, x0
+done:
+    b done
+""",
+        tables,
+    )
+    machine = Machine(image)
+    stop = machine.run([image.symbols["done"]])
+    assert stop.kind is StopKind.ARRIVED
+    assert machine.reg("x5") == 2 << 2
+    assert machine.reg("x6") == machine.dtb_address
+    assert machine.reg("x1") == machine.reg("x2") == machine.reg("x3") == 0
+    assert stop.index == 2
+
+
+def test_instruction_counts_and_budgets_are_exact(tables: Tables) -> None:
+    source = """
+_start:
+    movz x5, #1000
+loop:
+    subs x5, x5, #1
+    add x7, x7, #1
+    b.ne loop
+done:
+    b done
+"""
+    image = build_image(source, tables)
+    machine = Machine(image)
+    stop = machine.run([image.symbols["done"]])
+    assert stop.index == 1 + 3 * 1000
+    for budget in (1, 2, 37, 1000, 2999):
+        machine = Machine(image)
+        stop = machine.run([image.symbols["done"]], max_insns=budget)
+        assert stop.kind is StopKind.BUDGET
+        assert stop.index == budget
+        # x7 counts completed loop bodies: the budget stopped exactly where it said.
+        assert machine.reg("x7") == budget // 3
+
+
+def _enable_program(*, tlbi: bool = True, branch_high: bool = True) -> str:
+    invalidate = "tlbi alle2\n    dsb nsh" if tlbi else "dsb nsh"
+    branch = (f"ldr x3, ={HIGH:#x} + (virt - _start)\n    br x3" if branch_high
+              else "b virt")
+    return f"""
+_start:{PROLOGUE}
+    ldr x1, =root
+    msr ttbr0_el2, x1
+    {invalidate}
+    mrs x2, sctlr_el2
+    orr x2, x2, #1
+    msr sctlr_el2, x2
+    isb
+    {branch}
+virt:
+    add x4, x4, #1
+done:
+    b done
+.ltorg
+.align 12
+root:
+"""
+
+
+def _enable_tables(tables: Tables) -> Tables:
+    tables.base = LOAD + 0x1000  # 'root' is the first table, right after the code page
+    root = tables.new_table()
+    tables.identity_2m(root, LOAD)
+    tables.map(root, HIGH, LOAD | 0b01 | (2 << 2) | (3 << 8) | (1 << 10), 2)
+    return tables
+
+
+def test_enabling_the_mmu_is_an_event_with_regime_state_and_a_window(tables: Tables) -> None:
+    image = build_image(_enable_program(), _enable_tables(tables))
+    run = run_checked(image, hex(HIGH + image.symbols["done"] - LOAD))
+    assert run.stop.kind is StopKind.ARRIVED, run.stop.message
+    events = run.machine.events
+    enable = next(e for e in events if isinstance(e, MmuEnable))
+    assert enable.pc == enable.pa == image.symbols["_start"] + 4 * 10
+    assert enable.after.mmu_enabled and not enable.before.mmu_enabled
+    assert any(isinstance(e, TtbrWrite) and e.new == image.symbols["root"] for e in events)
+    assert any(isinstance(e, TlbInvalidate) and e.operation == "TLBI ALLE2" for e in events)
+    [window] = run.machine.windows
+    assert [f.va for f in window.fetches] == [enable.pc, enable.pc + 4]  # msr, isb
+    assert window.closed_by is not None and window.closed_by.describe() == "ISB"
+    # The tail reaches the jump to the high alias, where VA != PA for the first time.
+    assert window.tail[-1].va == HIGH + image.symbols["virt"] - LOAD
+    assert window.tail[-1].pa == image.symbols["virt"]
+    assert run.machine.reg("x4") == 1
+    assert run.findings == []
+
+
+def test_a_translation_fault_stops_the_run_with_the_walk(tables: Tables) -> None:
+    tables.base = LOAD + 0x1000
+    root = tables.new_table()
+    tables.identity_2m(root, LOAD)  # the high alias is not mapped at all
+    image = build_image(_enable_program(), tables)
+    machine = Machine(image)
+    stop = machine.run([HIGH + image.symbols["done"] - LOAD])
+    assert stop.kind is StopKind.EXCEPTION
+    assert "instruction abort" in stop.message
+    assert "translation fault, level 0" in stop.message
+    assert stop.pc == HIGH + image.symbols["virt"] - LOAD
+    assert stop.detail, "the stop report shows the walk"
+
+
+def test_fetching_where_there_is_no_memory_is_reported(tables: Tables) -> None:
+    image = build_image(
+        """
+_start:
+    ldr x1, =0x7000000000
+    br x1
+""",
+        tables,
+    )
+    stop = Machine(image).run()
+    assert stop.kind is StopKind.UNMAPPED
+    assert "0x7000000000" in stop.message
+
+
+def test_hvc_without_firmware_stops_with_the_exception(tables: Tables) -> None:
+    image = build_image("_start:\n    hvc #0\n    b _start\n", tables)
+    stop = Machine(image).run(max_insns=100)
+    assert stop.kind is StopKind.EXCEPTION
+    assert "HVC" in stop.message
+
+
+def test_checking_pays_python_per_instruction_only_inside_windows(tables: Tables) -> None:
+    """The per-instruction hook exists only from the MMU-on to the jump to the alias."""
+    source = _enable_program().replace("virt:\n    add x4, x4, #1",
+                                       "virt:\n    movz x5, #5000\nspin:\n    subs x5, x5, #1\n"
+                                       "    b.ne spin")
+    image = build_image(source, _enable_tables(tables))
+    calls = []
+    machine = Machine(image)
+    original = machine._on_window_insn
+    machine._on_window_insn = lambda *args: (calls.append(args[1]), original(*args))  # type: ignore[method-assign]
+    stop = machine.run([HIGH + image.symbols["done"] - LOAD])
+    assert stop.kind is StopKind.ARRIVED
+    assert stop.index > 10_000
+    [window] = machine.windows
+    assert len(calls) <= len(window.fetches) + len(window.tail) + 2

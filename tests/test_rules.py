@@ -1,0 +1,228 @@
+"""Each rule fires on a small program that breaks it, and stays silent on its fixed twin."""
+
+from __future__ import annotations
+
+from conftest import BLOCK, LOAD, PAGE, PROLOGUE, Tables, build_image, run_checked
+
+from emu.machine import StopKind
+
+SECOND = LOAD + 0x20_0000  # a second 2 MiB of RAM, holding nothing
+
+
+def _program(body: str) -> str:
+    return f"""
+_start:{PROLOGUE}
+    ldr x1, =root
+    msr ttbr0_el2, x1
+    tlbi alle2
+    dsb nsh
+{body}
+done:
+    b done
+.ltorg
+.align 12
+root:
+"""
+
+
+ENABLE = """
+    mrs x2, sctlr_el2
+    orr x2, x2, #1
+    msr sctlr_el2, x2
+    isb
+"""
+
+
+def _identity(tables: Tables) -> int:
+    tables.base = LOAD + 0x1000
+    root = tables.new_table()
+    tables.identity_2m(root, LOAD)
+    return root
+
+
+# -- ttbr-switch-live ---------------------------------------------------------
+
+SWITCH_LIVE = ENABLE + """
+    ldr x1, =other
+    dsb sy
+    isb
+    tlbi alle2
+    dsb sy
+    isb
+    msr ttbr0_el2, x1
+    isb
+    tlbi alle2
+    dsb sy
+    isb
+"""
+
+
+def _two_tables(tables: Tables) -> None:
+    root = _identity(tables)
+    other = tables.new_table()
+    assert other == root + 0x1000 * 3  # root, its L1, its L2, then 'other'
+    tables.identity_2m(other, LOAD)
+
+
+def test_ttbr_switch_live_fires_on_a_switch_under_a_running_mmu(tables: Tables) -> None:
+    source = _program(SWITCH_LIVE).replace("root:", "root:\n.space 0x3000\nother:")
+    _two_tables(tables)
+    run = run_checked(build_image(source, tables), "done")
+    assert run.stop.kind is StopKind.ARRIVED, run.stop.message
+    assert run.rules == {"ttbr-switch-live"}
+    [finding] = run.findings
+    assert finding.symbol.startswith("_start+")
+    assert "TTBR0_EL2 written with the MMU on" in finding.message
+    assert finding.evidence and f"{LOAD:#x}" in finding.evidence[0]
+
+
+def test_ttbr_switch_with_the_mmu_off_is_silent(tables: Tables) -> None:
+    body = ENABLE + """
+    ldr x1, =other
+    mrs x2, sctlr_el2
+    bic x2, x2, #1
+    msr sctlr_el2, x2
+    isb
+    tlbi alle2
+    dsb nsh
+    msr ttbr0_el2, x1
+    isb
+    orr x2, x2, #1
+    msr sctlr_el2, x2
+    isb
+"""
+    source = _program(body).replace("root:", "root:\n.space 0x3000\nother:")
+    _two_tables(tables)
+    run = run_checked(build_image(source, tables), "done")
+    assert run.stop.kind is StopKind.ARRIVED, run.stop.message
+    assert run.findings == []
+    assert len(run.machine.windows) == 2
+
+
+# -- mmu-toggle-off-identity --------------------------------------------------
+
+def test_mmu_on_where_the_next_fetch_is_not_identity_mapped_fires(tables: Tables) -> None:
+    tables.base = LOAD + 0x1000
+    root = tables.new_table()
+    tables.map(root, LOAD, SECOND | BLOCK, 2)  # VA LOAD -> PA LOAD + 2 MiB
+    run = run_checked(build_image(_program(ENABLE), tables), "done")
+    assert run.rules >= {"mmu-toggle-off-identity"}
+    finding = next(f for f in run.findings if f.rule == "mmu-toggle-off-identity")
+    assert "MMU turned on" in finding.message
+    assert f"{SECOND:#x}" in finding.message or "PA 0x40200" in finding.message
+
+
+def test_mmu_off_from_a_high_alias_fires(tables: Tables) -> None:
+    high = 0x80_0000_0000
+    body = ENABLE + f"""
+    ldr x3, ={high:#x} + (virt - _start)
+    br x3
+virt:
+    mrs x2, sctlr_el2
+    bic x2, x2, #1
+    msr sctlr_el2, x2
+    isb
+"""
+    root = _identity(tables)
+    tables.map(root, high, LOAD | BLOCK, 2)
+    run = run_checked(build_image(_program(body), tables), "done")
+    assert run.rules == {"mmu-toggle-off-identity"}
+    assert "MMU turned off" in run.findings[0].message
+    assert run.stop.kind is StopKind.UNMAPPED  # the next fetch, at PA 0x80..., finds no RAM
+
+
+def test_mmu_on_from_identity_code_is_silent(tables: Tables) -> None:
+    _identity(tables)
+    run = run_checked(build_image(_program(ENABLE), tables), "done")
+    assert run.stop.kind is StopKind.ARRIVED, run.stop.message
+    assert run.findings == []
+
+
+# -- fetch-outside-identity ---------------------------------------------------
+
+OFF_CALL_ON = ENABLE + """
+    mrs x2, sctlr_el2
+    bic x2, x2, #1
+    msr sctlr_el2, x2
+    isb
+    bl helper
+    orr x2, x2, #1
+    msr sctlr_el2, x2
+    isb
+    b done
+.align 12
+helper:
+    tlbi alle2
+    dsb nsh
+    isb
+    ret
+.align 12
+"""
+
+
+def test_code_run_with_the_mmu_off_outside_the_new_identity_map_fires(tables: Tables) -> None:
+    tables.base = LOAD + 0x3000
+    root = tables.new_table()
+    # The switch (page 0) and 'done' with the literal pool (page 2) are
+    # identity-mapped; 'helper' (page 1) is not.
+    for page in (LOAD, LOAD + 0x2000):
+        tables.map(root, page, page | PAGE, 3)
+    image = build_image(_program(OFF_CALL_ON), tables)
+    assert image.symbols["helper"] == LOAD + 0x1000
+    assert image.symbols["root"] == LOAD + 0x3000
+    run = run_checked(image, "done")
+    assert run.stop.kind is StopKind.ARRIVED, run.stop.message
+    assert run.rules == {"fetch-outside-identity"}
+    [finding] = run.findings
+    assert finding.pc == image.symbols["helper"]
+    assert finding.symbol == "helper"
+    assert "not identity-mapped in the new tables" in finding.message
+
+
+def test_the_same_code_with_the_helper_identity_mapped_is_silent(tables: Tables) -> None:
+    tables.base = LOAD + 0x3000
+    root = tables.new_table()
+    for page in (LOAD, LOAD + 0x1000, LOAD + 0x2000):
+        tables.map(root, page, page | PAGE, 3)
+    run = run_checked(build_image(_program(OFF_CALL_ON), tables), "done")
+    assert run.stop.kind is StopKind.ARRIVED, run.stop.message
+    assert run.findings == []
+
+
+# -- missing-tlbi -------------------------------------------------------------
+
+def test_enabling_the_mmu_with_no_tlbi_since_reset_fires(tables: Tables) -> None:
+    _identity(tables)
+    source = _program(ENABLE).replace("    tlbi alle2\n", "", 1)
+    run = run_checked(build_image(source, tables), "done")
+    assert run.rules == {"missing-tlbi"}
+    assert "since reset" in run.findings[0].message
+
+
+def test_turning_the_mmu_back_on_over_stale_entries_fires(tables: Tables) -> None:
+    """Off, switch to tables that map less, on: the TLB still has the old page."""
+    body = ENABLE + """
+    ldr x1, =other
+    ldr x5, [x1]
+    mrs x2, sctlr_el2
+    bic x2, x2, #1
+    msr sctlr_el2, x2
+    isb
+    msr ttbr0_el2, x1
+    isb
+    orr x2, x2, #1
+    msr sctlr_el2, x2
+    isb
+"""
+    source = _program(body).replace("root:", "root:\n.space 0x3000\nother:")
+    root = _identity(tables)
+    other = tables.new_table()
+    assert other == root + 0x3000
+    # 'other' identity-maps only the code page, not the page of tables that was read.
+    tables.map(other, LOAD, LOAD | PAGE, 3)
+    run = run_checked(build_image(source, tables), "done")
+    assert run.rules == {"missing-tlbi"}
+    [finding] = run.findings
+    assert "MMU on" in finding.message
+    assert any(f"VA {other:#x}" in line and "translation fault" in line
+               for line in finding.evidence)
