@@ -79,6 +79,7 @@ WINDOW_TAIL_LIMIT = 8
 # SCR_EL3 = NS | HCE | RW: EL2 exists, is Non-secure and AArch64.  Unicorn
 # resets SCR_EL3 to 0 (Secure), where EL2 translation misbehaves.
 SCR_EL3_BOOT = 0x501
+HCR_EL2_RW = 1 << 31
 PSTATE_EL2H = 0x3C9
 PSTATE_EL1H = 0x3C5
 
@@ -257,6 +258,9 @@ class Machine:
         # Writing PSTATE does not rebuild Unicorn's cached CPU flags; any CP
         # register write does (unicorn issue #2333).
         uc.reg_write(a64.UC_ARM64_REG_CP_REG, scr + (SCR_EL3_BOOT,))
+        if el == 1:
+            # HCR_EL2.RW: EL1 is AArch64 (else QEMU runs EL1 as AArch32).
+            uc.reg_write(a64.UC_ARM64_REG_CP_REG, cp_reg("HCR_EL2") + (HCR_EL2_RW,))
         uc.reg_write(a64.UC_ARM64_REG_X0, self.dtb_address)
         for reg in (a64.UC_ARM64_REG_X1, a64.UC_ARM64_REG_X2, a64.UC_ARM64_REG_X3):
             uc.reg_write(reg, 0)

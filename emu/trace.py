@@ -94,6 +94,9 @@ class Tracer(MachineObserver):
                 self._after = self.window
 
     def _on_instruction(self, uc, address: int, _size: int, _user_data) -> None:
+        index = self.machine.index_at(address)
+        if self._pending is not None and self._pending.index == index:
+            return  # the same instruction again, after a stop in front of it
         self._release()
         page = address & PAGE_MASK
         if page not in self._pa_of_page:
@@ -102,7 +105,7 @@ class Tracer(MachineObserver):
         pa = None if base is None else base | (address & ~PAGE_MASK)
         word = int.from_bytes(uc.mem_read(pa, 4), "little") if pa is not None else 0
         self._pending = TraceLine(
-            index=self.machine.index_at(address),
+            index=index,
             va=address,
             pa=pa,
             symbol=self.machine.symbolize(address, pa),
@@ -124,5 +127,11 @@ class Tracer(MachineObserver):
             self._recent.append(line)
 
     def flush(self) -> None:
-        """Emit the last instruction; call when the run has ended."""
+        """Emit the last instruction; call when the run has ended.
+
+        The run may have stopped in front of the last instruction seen (at its
+        target, or on a fault in fetching it): that one never executed.
+        """
+        if self._pending is not None and self._pending.index >= self.machine.executed:
+            self._pending = None
         self._release()
