@@ -28,7 +28,7 @@ from emu.checks import ALL_CHECKS
 from emu.image import ImageError
 from emu.machine import DEFAULT_MAX_INSNS, Machine
 from emu.report import format_text, to_json
-from emu.trace import Tracer, TraceLine
+from emu.trace import TraceLine, Tracer
 
 BUNDLED_SOURCE = Path(__file__).resolve().parent.parent / "asm" / "head.S"
 INPUT_ERROR = 2

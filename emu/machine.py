@@ -65,8 +65,8 @@ from emu.events import (
 )
 from emu.image import BootImage, ImageError
 from emu.mmu.hooks import REGIME_FIELD_OF, FillFault, MmuUnit, cp_reg, regime_for_el
-from emu.mmu.tlb import PAGE_MASK, TlbModel
 from emu.mmu.regime import TranslationRegime
+from emu.mmu.tlb import PAGE_MASK, TlbModel
 from emu.mmu.walk import Access, Fault, Translation, format_walk
 from emu.sysregs import sys_op_name, sysreg_name
 
@@ -131,7 +131,7 @@ def _barrier_name(word: int) -> str | None:
     return None
 
 
-class StopKind(str, enum.Enum):
+class StopKind(enum.StrEnum):
     """Why a run ended."""
 
     ARRIVED = "arrived"          # PC reached one of the requested addresses
