@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from emu.exceptions import TakenException
 from emu.mmu.regime import TranslationRegime
+from emu.mmu.walk import Fault
 
 
 @dataclass(frozen=True)
@@ -139,16 +141,24 @@ class Barrier(Event):
 
 @dataclass(frozen=True)
 class ExceptionTaken(Event):
-    """An exception the run could not continue past (HVC, SMC, SVC, undefined, abort)."""
+    """A synchronous exception: an abort delivered to the guest's vector, or one
+    (HVC, SMC, SVC, undefined instruction, an abort with no usable vector) the
+    run could not continue past.
+
+    ``taken`` holds what delivery wrote (None when the run stopped instead);
+    ``fault`` the walk fault behind an abort, with its descriptors.
+    """
 
     cause: str
+    taken: TakenException | None = None
+    fault: Fault | None = None
 
     @property
     def kind(self) -> str:
         return "exception"
 
     def describe(self) -> str:
-        return self.cause
+        return self.taken.describe() if self.taken is not None else self.cause
 
 
 @dataclass(frozen=True)

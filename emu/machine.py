@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from unicorn import (
@@ -63,8 +63,22 @@ from emu.events import (
     TtbrWrite,
     WindowFetch,
 )
+from emu.exceptions import (
+    TakenException,
+    abort_syndrome,
+    entry_pstate,
+    target_el,
+    vector_offset,
+)
 from emu.image import BootImage, ImageError
-from emu.mmu.hooks import REGIME_FIELD_OF, FillFault, MmuUnit, cp_reg, regime_for_el
+from emu.mmu.hooks import (
+    REGIME_FIELD_OF,
+    SOFTMMU_PAGE,
+    FillFault,
+    MmuUnit,
+    cp_reg,
+    regime_for_el,
+)
 from emu.mmu.regime import TranslationRegime
 from emu.mmu.tlb import PAGE_MASK, TlbModel
 from emu.mmu.walk import Access, Fault, Translation, format_walk
@@ -224,12 +238,17 @@ class Machine:
         self.events: list[Event] = []
         self.windows: list[TransitionWindow] = []
         self.observers: list[MachineObserver] = []
+        # Tried in order on every exception Unicorn reports (HVC, SMC, SVC,
+        # undefined instruction, ...); one that returns True has dealt with it
+        # and the guest continues, otherwise the run stops.
+        self.interrupt_handlers: list[Callable[[Machine, int], bool]] = []
         self._window: TransitionWindow | None = None
         self._tail_of: TransitionWindow | None = None
         self._window_hook: int | None = None
         self._want_window_hook = False
         self._flush_pending = False
         self._stop: Stop | None = None
+        self._last_vector: tuple[int, int] | None = None
         self._unmapped: tuple[str, int] | None = None
 
         self._counter = _BlockCounter()
@@ -269,6 +288,9 @@ class Machine:
     def _install_hooks(self) -> None:
         uc = self.uc
         uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+        if uc.ctl_get_page_size() != SOFTMMU_PAGE:
+            raise RuntimeError(f"Unicorn's page size is {uc.ctl_get_page_size()}, "
+                               f"the MMU glue expects {SOFTMMU_PAGE}")
         uc.hook_add(UC_HOOK_TLB_FILL, self.mmu.on_tlb_fill)
         uc.hook_add(UC_HOOK_INSN, self._on_msr, None, 1, 0, a64.UC_ARM64_INS_MSR)
         uc.hook_add(UC_HOOK_INSN, self._on_sys, None, 1, 0, a64.UC_ARM64_INS_SYS)
@@ -381,6 +403,9 @@ class Machine:
         return False
 
     def _on_interrupt(self, uc: Uc, intno: int, _user_data) -> None:
+        for handler in self.interrupt_handlers:
+            if handler(self, intno):
+                return  # handled, e.g. firmware or semihosting: the guest runs on
         pc = self.pc
         cause = _INTERRUPT_NAMES.get(intno, f"exception {intno}")
         esr = self.mmu.read_sysreg("ESR_EL2" if self.el >= 2 else "ESR_EL1")
@@ -553,6 +578,12 @@ class Machine:
                 if self._stop is not None:  # the guest took an exception first
                     return self._finish(self._stop)
                 if error is not None:
+                    fill = self.mmu.first_fault
+                    if error.errno == UC_ERR_EXCEPTION and fill is not None:
+                        stop = self._take_abort(fill)
+                        if stop is None:
+                            continue  # delivered to the guest's vector: run on
+                        return self._finish(stop)
                     return self._finish(self._error_stop(error))
                 pc = self.pc
                 if pc in exits:
@@ -580,13 +611,77 @@ class Machine:
             self._close_window(None)
         return stop
 
+    def _take_abort(self, fill: FillFault) -> Stop | None:
+        """Deliver a walk fault to the guest as hardware would, or say why it cannot be.
+
+        Returns None when the abort was taken (the run goes on at the vector),
+        else the Stop that reports it.
+        """
+        uc, fault = self.uc, fill.fault
+        pc, index = self.pc, self.index_now()
+        from_el = fill.el
+        to_el = target_el(fill.regime.name.value, from_el)
+        what = "instruction abort" if fault.access is Access.FETCH else "data abort"
+        cause = (f"{what}: {fault.describe()} for {fault.access.value} of VA {fault.va:#x} "
+                 f"in the {fill.regime.name.value} regime")
+        vbar = self.mmu.read_sysreg(f"VBAR_EL{to_el}")
+        pstate = uc.reg_read(a64.UC_ARM64_REG_PSTATE)
+        vector = vbar + vector_offset(from_el, to_el, pstate)
+        target_regime = self.mmu.regime(regime_for_el(to_el))
+        if vbar == 0:
+            reason = f"VBAR_EL{to_el} is 0: no exception vector installed"
+        elif isinstance(self.mmu.translate(vector, Access.FETCH, target_regime), Fault):
+            reason = f"the vector at {vector:#x} is not mapped for instruction fetch"
+        elif self._last_vector == (vector, index):
+            reason = f"the vector at {vector:#x} faulted again before any instruction ran"
+        else:
+            reason = None
+        if reason is not None:
+            self._emit(ExceptionTaken(index, pc, self.mmu.fetch_pa(pc), from_el, cause,
+                                      None, fault))
+            message = f"{what} at {pc:#x} ({self.symbolize(pc)}): {cause[len(what) + 2:]}; {reason}"
+            return Stop(StopKind.EXCEPTION, pc, index, message, tuple(format_walk(fault)))
+        taken = TakenException(
+            description=what,
+            from_el=from_el,
+            to_el=to_el,
+            esr=abort_syndrome(fault, same_el=from_el == to_el),
+            far=fault.va,
+            elr=pc,
+            spsr=pstate,
+            vector=vector,
+        )
+        self._enter_exception(taken)
+        self._last_vector = (vector, index)
+        self._emit(ExceptionTaken(index, pc, self.mmu.fetch_pa(pc, fill.regime), from_el, cause,
+                                  taken, fault))
+        return None
+
+    def _enter_exception(self, taken: TakenException) -> None:
+        """Write the registers an exception entry writes, then jump to the vector."""
+        uc = self.uc
+        el = taken.to_el
+        uc.reg_write(getattr(a64, f"UC_ARM64_REG_ELR_EL{el}"), taken.elr)
+        uc.reg_write(getattr(a64, f"UC_ARM64_REG_FAR_EL{el}"), taken.far or 0)
+        uc.reg_write(a64.UC_ARM64_REG_CP_REG, cp_reg(f"SPSR_EL{el}") + (taken.spsr,))
+        if taken.from_el != el:
+            # The stack pointer is banked per EL: save the interrupted one, load the target's.
+            banked = taken.from_el if taken.spsr & 1 else 0
+            uc.reg_write(getattr(a64, f"UC_ARM64_REG_SP_EL{banked}"),
+                         uc.reg_read(a64.UC_ARM64_REG_SP))
+            target_sp = uc.reg_read(getattr(a64, f"UC_ARM64_REG_SP_EL{el}"))
+        uc.reg_write(a64.UC_ARM64_REG_PSTATE, entry_pstate(el))
+        # Writing a CP register rebuilds Unicorn's cached CPU flags after PSTATE.
+        uc.reg_write(a64.UC_ARM64_REG_CP_REG, cp_reg(f"ESR_EL{el}") + (taken.esr,))
+        if taken.from_el != el:
+            uc.reg_write(a64.UC_ARM64_REG_SP, target_sp)
+        uc.reg_write(a64.UC_ARM64_REG_PC, taken.vector)
+        self._flush_pending = True
+
     def _error_stop(self, err: UcError) -> Stop:
         pc = self.pc
         index = self.index_now()
         where = f"{pc:#x} ({self.symbolize(pc, self.mmu.fetch_pa(pc))})"
-        fault = self.mmu.first_fault
-        if err.errno == UC_ERR_EXCEPTION and fault is not None:
-            return self._fault_stop(fault, pc, index)
         if self._unmapped is not None or err.errno in (
             UC_ERR_FETCH_UNMAPPED, UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED
         ):
@@ -599,14 +694,6 @@ class Machine:
         if err.errno in (UC_ERR_FETCH_PROT, UC_ERR_READ_PROT, UC_ERR_WRITE_PROT):
             return Stop(StopKind.EXCEPTION, pc, index, f"permission fault at {where}")
         return Stop(StopKind.EXCEPTION, pc, index, f"emulation stopped at {where}: {err}")
-
-    def _fault_stop(self, fill: FillFault, pc: int, index: int) -> Stop:
-        fault = fill.fault
-        what = "instruction abort" if fault.access.value == "fetch" else "data abort"
-        message = (f"{what} at {pc:#x} ({self.symbolize(pc)}): {fault.describe()} "
-                   f"for {fault.access.value} of VA {fault.va:#x} in the {fill.regime.name.value}"
-                   f" regime (no exception vector is modelled yet)")
-        return Stop(StopKind.EXCEPTION, pc, index, message, tuple(format_walk(fault)))
 
     def translate(self, va: int, regime: TranslationRegime | None = None) -> Translation | Fault:
         """Walk VA in a regime (the current one by default) over the machine's memory."""

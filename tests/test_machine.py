@@ -156,3 +156,32 @@ def test_checking_pays_python_per_instruction_only_inside_windows(tables: Tables
     assert stop.index > 10_000
     [window] = machine.windows
     assert len(calls) <= len(window.fetches) + len(window.tail) + 2
+
+
+def test_a_mapping_translates_every_byte_of_its_page_not_only_the_first_kibibyte(
+    tables: Tables,
+) -> None:
+    """Unicorn's softmmu pages are 1 KiB: each must get its own part of the 4 KiB page."""
+    data = LOAD + 0x8000
+    source = _enable_program(branch_high=False).replace(
+        "virt:\n    add x4, x4, #1",
+        f"virt:\n    ldr x6, ={HIGH:#x}\n    ldr x7, [x6, #0x10]\n    ldr x8, [x6, #0x410]\n"
+        f"    ldr x9, [x6, #0xc18]\n    str x7, [x6, #0x808]",
+    )
+    _enable_tables(tables)
+    tables.entries.clear()
+    tables._next = 0
+    root = tables.new_table()
+    tables.identity_2m(root, LOAD)
+    tables.map(root, HIGH, data | (0b11 | (2 << 2) | (3 << 8) | (1 << 10)), 3)
+    image = build_image(source, tables)
+    payload = bytearray(image.payload)
+    for offset, value in ((0x10, 0x1111), (0x410, 0x2222), (0xC18, 0x3333)):
+        payload[data - LOAD + offset:data - LOAD + offset + 8] = value.to_bytes(8, "little")
+    image.payload = bytes(payload)
+    machine = Machine(image)
+    stop = machine.run([image.symbols["done"]])
+    assert stop.kind is StopKind.ARRIVED, stop.message
+    assert (machine.reg("x7"), machine.reg("x8"), machine.reg("x9")) == (0x1111, 0x2222, 0x3333)
+    written = int.from_bytes(machine.uc.mem_read(data + 0x808, 8), "little")
+    assert written == 0x1111

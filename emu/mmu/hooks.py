@@ -55,6 +55,8 @@ REGIME_FIELD_OF: dict[str, tuple[RegimeName, str]] = {
     for fieldname, reg in fields.items()
 }
 
+SOFTMMU_PAGE = 1024
+
 _ACCESS_OF_UC = {UC_MEM_FETCH: Access.FETCH, UC_MEM_WRITE: Access.WRITE}
 
 
@@ -153,7 +155,9 @@ class MmuUnit:
             perms |= UC_PROT_WRITE
         if result.el0_executable if el == 0 else result.executable:
             perms |= UC_PROT_EXEC
-        entry.paddr = result.pa & PAGE_MASK
+        # Unicorn's softmmu pages are 1 KiB (QEMU's smallest ARM page): the entry
+        # maps the 1 KiB page holding VA, so it needs that page's PA, not the 4 KiB one.
+        entry.paddr = result.pa & ~(SOFTMMU_PAGE - 1)
         entry.perms = perms
         if regime.mmu_enabled:
             self.tlb.insert(
