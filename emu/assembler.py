@@ -616,7 +616,7 @@ def _run_keystone(source: str, base: int) -> bytes | _Failure:
     request = json.dumps({"source": source, "base": base})
     try:
         result = subprocess.run(
-            [sys.executable, str(_CHILD_SCRIPT)],
+            [sys.executable, "-I", str(_CHILD_SCRIPT)],
             input=request, capture_output=True, text=True, timeout=_KEYSTONE_TIMEOUT,
         )
     except subprocess.TimeoutExpired:

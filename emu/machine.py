@@ -423,6 +423,8 @@ class Machine:
     # -- MMU-transition windows ----------------------------------------------
 
     def _track_window(self, event: SysRegWrite, word: int) -> None:
+        if event.after.name is not regime_for_el(event.el):
+            return  # e.g. EL2 setting up SCTLR_EL1: its own fetches are unaffected
         self._tail_of = None
         if isinstance(event, MmuDisable) and self._window is None:
             self._open_window(event, old=event.before, word=word)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from emu.events import SysRegWrite
 from emu.machine import MachineObserver, Stop
-from emu.mmu.regime import TranslationRegime
-from emu.mmu.tlb import TlbModel
+from emu.mmu.regime import TranslationRegime, regime_asid
+from emu.mmu.tlb import TlbEntry, TlbModel
 from emu.mmu.walk import Access, Fault, Translation
 
 if TYPE_CHECKING:
@@ -83,6 +84,23 @@ class Check(MachineObserver):
 
     def finish(self, stop: Stop) -> None:
         """Called once when the run has ended."""
+
+
+def live_entries(tlb: TlbModel, event: SysRegWrite) -> list[TlbEntry]:
+    """The TLB entries a register write puts at stake.
+
+    For a TTBR write, the usable entries that came from that TTBR's tables;
+    for anything else (MMU on), every usable entry of the regime.  "Usable"
+    means global, or tagged with the ASID current after the write.
+    """
+    asid = regime_asid(event.after)
+    select = {"TTBR1_EL1": 1}.get(event.register, 0)
+    is_ttbr = event.register.startswith("TTBR")
+    return [
+        entry
+        for entry in tlb.entries(event.after.name.value)
+        if entry.usable_with(asid) and (not is_ttbr or entry.select == select)
+    ]
 
 
 def describe_translation(result: Translation | Fault) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emu.checks.base import Check, describe_translation
+from emu.checks.base import Check, describe_translation, live_entries
 from emu.events import Event, MmuEnable, TtbrWrite
 from emu.mmu.walk import Translation
 
@@ -18,7 +18,8 @@ class MissingTlbi(Check):
         "invalidated the regime's TLB since reset (its contents are UNKNOWN), or entries made "
         "since the last invalidation disagree with a fresh walk of the new tables (different "
         "PA, or no mapping). Invalidate (TLBI ALLE2, VMALLE1, ...) after the tables change and "
-        "before they are used."
+        "before they are used. A TTBR write to a table that maps none of the live addresses "
+        "(the 'break' of break-before-make) is not judged: the TLBI may follow it."
     )
 
     def on_event(self, event: Event) -> None:
@@ -38,11 +39,19 @@ class MissingTlbi(Check):
             )
             return
         stale = []
-        for entry in self.context.tlb.entries(name):
+        mapped = 0
+        for entry in live_entries(self.context.tlb, event):
             fresh = self.context.translate(entry.va_page, regime)
-            if not (isinstance(fresh, Translation) and fresh.pa & ~0xFFF == entry.pa_page):
+            valid = isinstance(fresh, Translation)
+            mapped += valid
+            if not (valid and fresh.pa & ~0xFFF == entry.pa_page):
                 stale.append((entry, fresh))
         if not stale:
+            return
+        if isinstance(event, TtbrWrite) and mapped == 0:
+            # The "break" of break-before-make: tables that map none of the live
+            # addresses (a reserved, empty table).  The TLBI may follow; the
+            # "make" (the next TTBR write, or MMU on) is where it must have happened.
             return
         self.fire(
             event.index,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from emu.checks.base import Check, describe_translation
 from emu.events import Event, MmuDisable, MmuEnable
+from emu.mmu.hooks import regime_for_el
 from emu.mmu.walk import Access, Translation
 
 
@@ -21,6 +22,8 @@ class MmuToggleOffIdentity(Check):
     def on_event(self, event: Event) -> None:
         if not isinstance(event, MmuEnable | MmuDisable) or event.pa is None:
             return
+        if event.after.name is not regime_for_el(event.el):
+            return  # another EL's MMU: the next fetch here does not use it
         next_va = event.pc + 4
         expected_pa = event.pa + 4
         after = self.context.translate(next_va, event.after, Access.FETCH)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emu.checks.base import Check
+from emu.checks.base import Check, live_entries
 from emu.events import Event, TtbrWrite
 from emu.mmu.hooks import regime_for_el
 from emu.mmu.walk import Translation
@@ -28,9 +28,7 @@ class TtbrSwitchLive(Check):
         if event.after.name is not regime_for_el(event.el):
             return  # tables of a regime that is not translating right now
         overlap = []
-        for entry in self.context.tlb.entries(event.after.name.value):
-            if entry.ttbr != event.old:
-                continue
+        for entry in live_entries(self.context.tlb, event):
             fresh = self.context.translate(entry.va_page, event.after)
             if isinstance(fresh, Translation):
                 overlap.append((entry, fresh))

@@ -19,7 +19,7 @@ from unicorn import UC_MEM_FETCH, UC_MEM_WRITE, UC_PROT_EXEC, UC_PROT_READ, UC_P
 from unicorn.arm64_const import UC_ARM64_REG_CP_REG, UC_ARM64_REG_PSTATE
 from unicorn.unicorn import Uc, UcError
 
-from emu.mmu.regime import RegimeName, TranslationRegime
+from emu.mmu.regime import RegimeName, TranslationRegime, regime_asid
 from emu.mmu.tlb import PAGE_MASK, TlbEntry, TlbModel
 from emu.mmu.walk import Access, Fault, Translation, translate
 from emu.sysregs import pa_range_bits, sysreg_encoding
@@ -166,8 +166,9 @@ class MmuUnit:
                     va_page=va & PAGE_MASK,
                     pa_page=result.pa & PAGE_MASK,
                     size=result.size,
+                    select=result.ttbr_select or 0,
                     ttbr=regime.ttbr1 if result.ttbr_select == 1 else regime.ttbr0,
-                    asid=None,
+                    asid=regime_asid(regime) if result.not_global else None,
                     made_at=self._index_now(),
                     executable=result.executable,
                     writable=result.writable,

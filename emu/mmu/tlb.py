@@ -25,11 +25,16 @@ class TlbEntry:
     va_page: int
     pa_page: int
     size: int
-    ttbr: int
-    asid: int | None
+    select: int  # which TTBR's tables gave it (0, or 1 in the EL1&0 upper range)
+    ttbr: int  # that TTBR's value when the walk was made
+    asid: int | None  # None for a global entry (and in regimes without ASIDs)
     made_at: int
     executable: bool
     writable: bool
+
+    def usable_with(self, asid: int | None) -> bool:
+        """Whether the CPU may use this entry while ``asid`` is current."""
+        return self.asid is None or self.asid == asid
 
 
 class TlbModel:
