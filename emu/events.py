@@ -162,6 +162,29 @@ class ExceptionTaken(Event):
 
 
 @dataclass(frozen=True)
+class UnsynchronizedFetch(Event):
+    """An instruction fetched, before any context synchronization, at an address
+    the translation-register write ``write`` changed the translation of.
+
+    ``old_pa`` is where the fetch would go under the regime before the write
+    (None: a fault); the event's ``pa`` is where it went under the new one.
+    """
+
+    write: SysRegWrite
+    old_pa: int | None
+
+    @property
+    def kind(self) -> str:
+        return "unsynchronized-fetch"
+
+    def describe(self) -> str:
+        old = f"PA {self.old_pa:#x}" if self.old_pa is not None else "a fault"
+        new = f"PA {self.pa:#x}" if self.pa is not None else "a fault"
+        return (f"fetch at VA {self.pc:#x} goes to {new} after {self.write.register} "
+                f"#{self.write.index} but to {old} before it, and no ISB came between")
+
+
+@dataclass(frozen=True)
 class WindowFetch:
     """One instruction executed inside an MMU-transition window."""
 

@@ -73,8 +73,9 @@ class BootImage:
         return start <= address < start + self.memory_size
 
     def symbolize(self, va: int, pa: int | None = None) -> str:
-        """``name+0xoff`` for an address, tried as a link address, then via its PA."""
-        for candidate, physical in ((va, False), (pa, True)):
+        """``name+0xoff`` for an address: as a link address, then via its PA, then
+        as an identity alias (VA == PA) of the loaded image."""
+        for candidate, physical in ((va, False), (pa, True), (va, True)):
             if candidate is None or not self.in_image(candidate, physical=physical):
                 continue
             link = candidate - self.phys_offset if physical else candidate

@@ -61,6 +61,7 @@ from emu.events import (
     TlbInvalidate,
     TransitionWindow,
     TtbrWrite,
+    UnsynchronizedFetch,
     WindowFetch,
 )
 from emu.exceptions import (
@@ -89,6 +90,9 @@ DEFAULT_RAM_SIZE = 64 * MIB
 DEFAULT_MAX_INSNS = 20_000_000
 WINDOW_RECORD_LIMIT = 4096
 WINDOW_TAIL_LIMIT = 8
+# How long a translation-register write waits for its ISB before the machine
+# stops watching for fetches that depend on it.
+UNSYNCHRONIZED_LIMIT = 64
 
 # SCR_EL3 = NS | HCE | RW: EL2 exists, is Non-secure and AArch64.  Unicorn
 # resets SCR_EL3 to 0 (Secure), where EL2 translation misbehaves.
@@ -244,6 +248,8 @@ class Machine:
         self.interrupt_handlers: list[Callable[[Machine, int], bool]] = []
         self._window: TransitionWindow | None = None
         self._tail_of: TransitionWindow | None = None
+        self._unsynced: list[SysRegWrite] = []  # translation writes not yet synchronized
+        self._last_watched = -1
         self._window_hook: int | None = None
         self._want_window_hook = False
         self._flush_pending = False
@@ -383,6 +389,9 @@ class Machine:
         self._emit(event)
         self._track_window(event, word=int.from_bytes(uc.mem_read(pa, 4), "little")
                            if pa is not None else 0)
+        if after.name is regime_for_el(el):
+            self._unsynced.append(event)
+        self._want_window_hook = self._watching()
         # Stop right after this instruction: the softmmu TLB must be flushed
         # (QEMU keeps it across TTBR writes) and the regime snapshot re-read.
         self._flush_pending = True
@@ -442,53 +451,81 @@ class Machine:
             WindowFetch(event.index, event.pc, event.pa if event.pa is not None else -1, word)
         )
         self._window = window
-        self._want_window_hook = True
+
+    def _watching(self) -> bool:
+        """Whether any per-instruction observation is under way."""
+        return self._window is not None or self._tail_of is not None or bool(self._unsynced)
 
     def _on_window_insn(self, uc: Uc, address: int, _size: int, _user_data) -> None:
-        window = self._window
+        """The per-instruction hook; it exists only while :meth:`_watching`."""
         index = self.index_at(address)
-        if window is None:
-            self._record_tail(index, address)
-            return
-        if window.fetches and window.fetches[-1].index == index:
-            return  # re-entered after a stop inside this instruction's hooks
+        if index == self._last_watched:
+            return  # re-entered after a stop in front of this instruction
+        self._last_watched = index
         fetch = self._fetch_record(index, address)
-        pa, word = fetch.pa, fetch.word
-        window.pages.setdefault(address & PAGE_MASK, fetch)
+        barrier = _barrier_name(fetch.word) or ("ERET" if fetch.word == _ERET else None)
+        event = None
+        if barrier is not None:
+            event = Barrier(index, address, fetch.pa if fetch.pa >= 0 else None, self.el, barrier)
+            self._emit(event)
+        if self._unsynced:
+            self._check_unsynchronized(fetch)
+        if self._window is not None:
+            self._record_window(fetch, event)
+        elif self._tail_of is not None:
+            self._record_tail(fetch)
+        if barrier in ("ISB", "ERET"):
+            self._unsynced.clear()  # context synchronization: every write now applies
+        if not self._watching():
+            self._want_window_hook = False
+            uc.emu_stop()
+
+    def _record_window(self, fetch: WindowFetch, barrier: Barrier | None) -> None:
+        window = self._window
+        assert window is not None
+        window.pages.setdefault(fetch.va & PAGE_MASK, fetch)
         if len(window.fetches) < WINDOW_RECORD_LIMIT:
             window.fetches.append(fetch)
         else:
             window.truncated = True
-        barrier = _barrier_name(word)
-        closing: Event | None = None
-        if barrier is not None:
-            event = Barrier(index, address, pa, self.el, barrier)
-            self._emit(event)
-            if event.context_synchronizing and window.mmu_on_index is not None:
-                closing = event
-        elif word == _ERET:
-            closing = Barrier(index, address, pa, self.el, "ERET")
-            self._emit(closing)
-        if closing is not None:
-            self._close_window(closing)
+        if barrier is not None and barrier.operation in ("ISB", "ERET") and (
+            window.mmu_on_index is not None or barrier.operation == "ERET"
+        ):
+            self._close_window(barrier)
             self._tail_of = window
-            self._want_window_hook = True
+
+    def _record_tail(self, fetch: WindowFetch) -> None:
+        window = self._tail_of
+        assert window is not None
+        window.tail.append(fetch)
+        if fetch.va != fetch.pa or len(window.tail) >= WINDOW_TAIL_LIMIT:
+            self._tail_of = None
+
+    def _check_unsynchronized(self, fetch: WindowFetch) -> None:
+        """Report fetches the CPU may still make under a regime a write replaced.
+
+        Until a context synchronization event, the PE may use the old value of
+        a translation register; a fetch whose translation differs between the
+        old and new values depends on the missing synchronization.
+        """
+        self._unsynced = [w for w in self._unsynced
+                          if fetch.index - w.index <= UNSYNCHRONIZED_LIMIT]
+        new_pa = fetch.pa if fetch.pa >= 0 else None
+        # The latest write that makes a difference is the one to name: its
+        # "before" already holds the earlier unsynchronized values.
+        for write in reversed(self._unsynced):
+            old = self.mmu.translate(fetch.va, Access.FETCH, write.before)
+            old_pa = old.pa if isinstance(old, Translation) else None
+            if old_pa != new_pa:
+                self._unsynced.clear()  # one report per unsynchronized stretch
+                self._emit(UnsynchronizedFetch(fetch.index, fetch.va, new_pa, self.el, write,
+                                               old_pa))
+                return
 
     def _fetch_record(self, index: int, address: int) -> WindowFetch:
         pa = self.mmu.fetch_pa(address)
         word = int.from_bytes(self.uc.mem_read(pa, 4), "little") if pa is not None else 0
         return WindowFetch(index, address, pa if pa is not None else -1, word)
-
-    def _record_tail(self, index: int, address: int) -> None:
-        window = self._tail_of
-        if window is None or (window.tail and window.tail[-1].index == index):
-            return
-        fetch = self._fetch_record(index, address)
-        window.tail.append(fetch)
-        if fetch.va != fetch.pa or len(window.tail) >= WINDOW_TAIL_LIMIT:
-            self._tail_of = None
-            self._want_window_hook = False
-            self.uc.emu_stop()
 
     def _close_window(self, closing: Event | None) -> None:
         window = self._window
@@ -504,7 +541,6 @@ class Machine:
             if window.old is not None:
                 window.identity_old[page] = self._identity_mapped(page, window.old)
         self._window = None
-        self._want_window_hook = False
         self.windows.append(window)
         for observer in self.observers:
             observer.on_window_closed(window)

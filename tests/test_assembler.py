@@ -474,7 +474,9 @@ def test_defect_rules_are_as_documented() -> None:
     assert rules["switch-calls-helper-outside-idmap"] == ["fetch-outside-identity"]
     assert rules["switch-without-tlbi"] == ["missing-tlbi"]
     assert rules["enable-without-tlbi"] == ["missing-tlbi"]
-    assert rules["idmap-wrong-page"] == ["fetch-outside-identity", "mmu-toggle-off-identity"]
+    assert rules["idmap-wrong-page"] == [
+        "fetch-outside-identity", "mmu-toggle-off-identity", "unexpected-exception"
+    ]
 
 
 def test_apply_defect_requires_exactly_one_match() -> None:

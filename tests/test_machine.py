@@ -154,8 +154,10 @@ def test_checking_pays_python_per_instruction_only_inside_windows(tables: Tables
     stop = machine.run([HIGH + image.symbols["done"] - LOAD])
     assert stop.kind is StopKind.ARRIVED
     assert stop.index > 10_000
+    # The hook runs from the first translation-register write to the jump to
+    # the alias (a few dozen instructions), never for the 15 000 of the loop.
     [window] = machine.windows
-    assert len(calls) <= len(window.fetches) + len(window.tail) + 2
+    assert window.tail and len(calls) < 40
 
 
 def test_a_mapping_translates_every_byte_of_its_page_not_only_the_first_kibibyte(

@@ -226,3 +226,62 @@ def test_turning_the_mmu_back_on_over_stale_entries_fires(tables: Tables) -> Non
     assert "MMU on" in finding.message
     assert any(f"VA {other:#x}" in line and "translation fault" in line
                for line in finding.evidence)
+
+
+# -- missing-isb --------------------------------------------------------------
+
+HIGH = 0x80_0000_0000
+TO_HIGH = f"""
+    ldr x3, ={HIGH:#x} + (virt - _start)
+    br x3
+virt:
+"""
+
+
+def _high_alias(tables: Tables) -> None:
+    root = _identity(tables)
+    tables.map(root, HIGH, LOAD | BLOCK, 2)
+
+
+def test_jumping_to_the_high_alias_without_an_isb_after_mmu_on_fires(tables: Tables) -> None:
+    _high_alias(tables)
+    body = ENABLE.replace("    isb\n", "") + TO_HIGH
+    image = build_image(_program(body), tables)
+    run = run_checked(image, hex(HIGH + image.symbols["done"] - LOAD))
+    assert run.stop.kind is StopKind.ARRIVED, run.stop.message
+    assert "missing-isb" in run.rules
+    finding = next(f for f in run.findings if f.rule == "missing-isb")
+    assert finding.pc == HIGH + run.machine.image.symbols["virt"] - LOAD
+    assert "no ISB came between" in finding.message
+    assert "SCTLR_EL2" in finding.message
+    # With no ISB the MMU-on transition never closes, so the alias is also
+    # fetched inside it, where only identity-mapped code belongs.
+    assert run.rules == {"missing-isb", "fetch-outside-identity"}
+
+
+def test_the_same_jump_after_an_isb_is_silent(tables: Tables) -> None:
+    _high_alias(tables)
+    image = build_image(_program(ENABLE + TO_HIGH), tables)
+    run = run_checked(image, hex(HIGH + image.symbols["done"] - LOAD))
+    assert run.stop.kind is StopKind.ARRIVED, run.stop.message
+    assert run.findings == []
+
+
+def test_identity_code_right_after_mmu_on_needs_no_isb_to_be_correct(tables: Tables) -> None:
+    """Fetches that translate the same either way do not depend on the write."""
+    _identity(tables)
+    body = ENABLE.replace("    isb\n", "    nop\n    nop\n    isb\n")
+    run = run_checked(build_image(_program(body), tables), "done")
+    assert run.findings == []
+
+
+# -- unexpected-exception -----------------------------------------------------
+
+def test_an_abort_during_boot_is_reported_with_syndrome_and_walk(tables: Tables) -> None:
+    _identity(tables)
+    body = ENABLE + f"    ldr x3, ={HIGH:#x}\n    ldr x4, [x3]\n"
+    run = run_checked(build_image(_program(body), tables), "done")
+    assert run.rules == {"unexpected-exception"}
+    [finding] = run.findings
+    assert finding.message.startswith("data abort: translation fault, level 0")
+    assert any(line.startswith("L0 invalid") for line in finding.evidence)

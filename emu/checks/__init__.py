@@ -2,15 +2,19 @@
 
 from emu.checks.base import Check, CheckContext, Finding
 from emu.checks.fetch_outside_identity import FetchOutsideIdentity
+from emu.checks.missing_isb import MissingIsb
 from emu.checks.missing_tlbi import MissingTlbi
 from emu.checks.mmu_toggle_off_identity import MmuToggleOffIdentity
 from emu.checks.ttbr_switch_live import TtbrSwitchLive
+from emu.checks.unexpected_exception import UnexpectedException
 
 ALL_CHECKS: tuple[type[Check], ...] = (
     TtbrSwitchLive,
     MmuToggleOffIdentity,
     FetchOutsideIdentity,
     MissingTlbi,
+    MissingIsb,
+    UnexpectedException,
 )
 
 __all__ = ["ALL_CHECKS", "Check", "CheckContext", "Finding"]

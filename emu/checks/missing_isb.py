@@ -1,0 +1,31 @@
+"""missing-isb: an instruction fetched under a translation write not yet synchronized."""
+
+from __future__ import annotations
+
+from emu.checks.base import Check
+from emu.events import Event, UnsynchronizedFetch
+
+
+class MissingIsb(Check):
+    rule_id = "missing-isb"
+    title = "Translation change used before a context synchronization"
+    explanation = (
+        "An instruction was fetched at an address whose translation an SCTLR, TTBR, TCR or "
+        "MAIR write had changed, with no context synchronization event (ISB, exception entry "
+        "or return) between the write and the fetch. Until one, the PE may still use the old "
+        "register value, so the fetch may go to the old physical address (or fault). Follow "
+        "every such write with an ISB before depending on it."
+    )
+
+    def on_event(self, event: Event) -> None:
+        if not isinstance(event, UnsynchronizedFetch):
+            return
+        write = event.write
+        self.fire(
+            event.index,
+            event.pc,
+            event.pa,
+            f"{event.describe()}",
+            (f"the write: #{write.index} {write.pc:#x} "
+             f"{self.context.symbolize(write.pc, write.pa)}: {write.describe()}",),
+        )
