@@ -235,6 +235,7 @@ TO_HIGH = f"""
     ldr x3, ={HIGH:#x} + (virt - _start)
     br x3
 virt:
+    add x4, x4, #1
 """
 
 
@@ -251,7 +252,7 @@ def test_jumping_to_the_high_alias_without_an_isb_after_mmu_on_fires(tables: Tab
     assert run.stop.kind is StopKind.ARRIVED, run.stop.message
     assert "missing-isb" in run.rules
     finding = next(f for f in run.findings if f.rule == "missing-isb")
-    assert finding.pc == HIGH + run.machine.image.symbols["virt"] - LOAD
+    assert finding.pc == HIGH + image.symbols["virt"] - LOAD
     assert "no ISB came between" in finding.message
     assert "SCTLR_EL2" in finding.message
     # With no ISB the MMU-on transition never closes, so the alias is also
