@@ -645,7 +645,8 @@ class Machine:
         return None
 
     def _finish(self, stop: Stop) -> Stop:
-        if self._window is not None and stop.kind is not StopKind.ARRIVED:
+        if self._window is not None:
+            # The run ends inside a transition: judge what was fetched so far.
             self._close_window(None)
         return stop
 
