@@ -1,99 +1,131 @@
-"""Keystone front-end: preprocess, assemble, recover symbols and source lines.
+"""Assembler front-end: C preprocessing, GNU as semantics, keystone isolated.
 
-The pipeline is ``cpp`` (C preprocessor, line markers kept) → statements with
-their source locations → a keystone source with a few rewrites → keystone, run
-in a child process → a :class:`Program`.
+``assemble_file`` / ``assemble_text`` turn boot code written the way Xen's and
+Linux's ``head.S`` are written into a :class:`Program`: bytes at a link
+address, sections, a symbol table (with ``.size``), and the source file:line
+of every instruction and datum.  The pipeline:
 
-Keystone gives back bytes only, and lacks a few things GNU as has, so the
-front-end adds them around it:
+1. **C preprocessor.**  The system ``cpp`` (GCC's, in ``assembler-with-cpp``
+   mode), run with the user's ``-I`` and ``-D``.  It is chosen over a Python
+   preprocessor such as pcpp because it *is* the preprocessor of the GNU build
+   the output must match byte for byte: its assembler mode treats ``#`` and
+   ``'`` the way ``gcc -x assembler-with-cpp`` does (an immediate ``#4``, an
+   apostrophe in a comment), which a C-only preprocessor does not, and its line
+   markers map every output line back to its file:line.  ``-undef`` and
+   ``-nostdinc`` keep the host's macros and headers out.
+2. **Reading** (``emu.asm_reader``): macros, repetitions, conditionals,
+   ``.include``, equates, sections and literal pools, with GNU as's rules, each
+   statement laid out at an offset of its section.
+3. **Encoding** (``emu.asm_encode``): sections placed in order (``.text*``,
+   ``.rodata*``, ``.data*``, ``.bss*``, as a simple linker script would), every
+   expression evaluated, PC-relative instructions and ``:lo12:`` operands
+   resolved with GNU's range checks, and the remaining instructions, with
+   numeric operands only, encoded by keystone in a child process
+   (``emu.asm_keystone``), so that keystone's aborts and crashes become
+   :class:`KeystoneCrash` errors naming the statement.
+4. **Caching** (``emu.asm_cache``): results, errors included, are kept by a
+   hash of the preprocessed source, the link address, the definitions and the
+   front-end's and keystone's versions, in memory and on disk; a file seen
+   before is recognised without even running cpp.
 
-* numeric local labels (``1:``, ``b 1b``, ``cbz x0, 2f``) are rewritten to
-  unique named labels with GNU semantics;
-* every label's address, and the address of every source statement, is read
-  back in the same keystone pass: each statement gets a synthetic label and a
-  table of ``.quad label`` entries is appended after the program (after a
-  ``.ltorg``, so the literal pool lands where keystone would put it anyway) and
-  cut off again;
-* ``.error "message"`` (which keystone silently ignores) fails the assembly
-  with that message;
-* keystone aborts or crashes on some inputs (DESIGN.md §3), so it runs in a
-  child process; a failure is located by assembling variants of the program
-  (bisection over the statements) and reported as ``file:line: message``.
+Why keystone only encodes single instructions.  Keystone segfaults on a
+section switch, aborts on ``:lo12:`` and on an out-of-range branch, encodes
+``adrp`` from page 0 instead of the PC's page when the base is not 0, turns
+``ldr x0, =small`` into ``mov``, evaluates expressions with C precedence and
+has no numeric local labels.  Rewriting section switches into one keystone
+stream, or assembling each section separately, would still leave labels,
+fixups and ranges to keystone.  So the front-end does the assembler's own work
+(layout of every section, every address, every expression, every PC-relative
+field, GNU as's checks in GNU as's words) and keystone never sees a label or a
+section: it gets one instruction at a time with numeric operands, which it
+encodes correctly (tests/test_assembler_gnu.py compares 316 forms with GNU as
+and lists what keystone alone gets wrong).  Every range is checked before
+keystone sees anything, and what is left of keystone's failures (an unknown
+crash) still only costs its child process.
+
+Every error is an :class:`AssemblyError` reading ``file:line: message`` with
+GNU as's wording where GNU as has one.
 """
 
 from __future__ import annotations
 
 import ast
 import bisect
+import dataclasses
 import functools
-import json
+import hashlib
 import operator
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from emu.asm_cache import (
+    DiskCache,
+    MemoryCache,
+    digest,
+    file_digests,
+    frontend_version,
+    pack_bytes,
+    unpack_bytes,
+)
+from emu.asm_core import AssemblyError, KeystoneCrash, Origin, SourceLocation
+from emu.asm_encode import Encoded, Failure, encode_program, first_keystone_error
+from emu.asm_keystone import KeystoneUnavailable
+from emu.asm_reader import Reader, ReadError
 
 __all__ = [
     "AssemblyError",
+    "KeystoneCrash",
     "Program",
+    "ProgramSection",
     "SourceLocation",
     "assemble_file",
     "assemble_text",
+    "clear_cache",
     "eval_c_integer",
     "parse_define",
 ]
 
-_CHILD_SCRIPT = Path(__file__).with_name("_keystone_child.py")
 # Every name the front-end invents starts with this, so it never clashes with a
-# user's label and is easy to drop from the symbol table.
+# user's label.
 _PREFIX = "__bootemu_"
 _LINK_SENTINEL = _PREFIX + "link_address__"
-_KEYSTONE_TIMEOUT = 120.0
 _MASK64 = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
-class SourceLocation:
-    """A line of a source file, as the user named the file."""
+class ProgramSection:
+    """A section of an assembled program, at its link address."""
 
-    file: str
-    line: int
+    name: str
+    address: int
+    size: int
+    kind: str  # "text", "rodata", "data" or "bss"
+    flags: str
+    align: int
 
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
-
-
-class AssemblyError(Exception):
-    """A source that cannot be assembled: a user's mistake, never a traceback.
-
-    ``str()`` gives ``file:line: message``, or ``file: message`` when no line
-    is known, in the style of GNU as.
-    """
-
-    def __init__(
-        self, message: str, location: SourceLocation | None, *, file: str | None = None
-    ) -> None:
-        self.message = message
-        self.location = location
-        self.file = location.file if location is not None else file
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        if self.location is not None:
-            return f"{self.location}: {self.message}"
-        if self.file:
-            return f"{self.file}: {self.message}"
-        return self.message
+    @property
+    def end(self) -> int:
+        return self.address + self.size
 
 
 @dataclass
 class Program:
-    """An assembled program: bytes at a link address, symbols and source lines."""
+    """An assembled program: bytes at a link address, sections, symbols and source lines.
+
+    ``code`` is the memory image from ``base`` to the end of the last section,
+    ``.bss`` (zeros) included; :attr:`image` is what a flat binary file holds
+    (``objcopy -O binary``: without a trailing ``.bss``).  ``lines`` maps the
+    address of each statement's bytes to its source line (for a macro, the
+    line invoking it), with ``line_ends``, ``line_texts`` (the statement) and
+    ``line_kinds`` (``"code"`` or ``"data"``) alongside.
+    """
 
     code: bytes
     base: int
@@ -102,17 +134,50 @@ class Program:
     defines: dict[str, str]
     source: str
     # End address (exclusive) of each entry of ``lines``; empty means each entry
-    # runs up to the next one.  Needed because bytes keystone adds on its own (a
-    # literal pool at the end of the input) belong to no statement.
+    # runs up to the next one.
     line_ends: list[int] = field(default_factory=list, repr=False)
+    line_texts: list[str] = field(default_factory=list, repr=False)
+    line_kinds: list[str] = field(default_factory=list, repr=False)
+    sections: list[ProgramSection] = field(default_factory=list)
+    sizes: dict[str, int] = field(default_factory=dict)  # from .size
+    constants: dict[str, int] = field(default_factory=dict)  # .equ/.set symbols
+    symbol_sections: dict[str, str] = field(default_factory=dict, repr=False)
+    global_symbols: list[str] = field(default_factory=list, repr=False)
+    weak_symbols: list[str] = field(default_factory=list, repr=False)
+    code_ranges: list[tuple[int, int]] = field(default_factory=list, repr=False)
+    warnings: list[str] = field(default_factory=list, repr=False)
 
     @property
     def end(self) -> int:
         """Link address just past the last byte of ``code``."""
         return self.base + len(self.code)
 
+    @property
+    def image(self) -> bytes:
+        """The bytes of a flat binary file: ``code`` without a trailing ``.bss``."""
+        loaded = [section.end for section in self.sections if section.kind != "bss"]
+        if not self.sections:
+            return self.code
+        return self.code[:max(loaded) - self.base] if loaded else b""
+
     def location_of(self, address: int) -> SourceLocation | None:
         """The source statement that emitted the byte at a link address."""
+        index = self._line_index(address)
+        return None if index is None else self.lines[index][1]
+
+    def text_of(self, address: int) -> str | None:
+        """The statement (as assembled, after macro expansion) that emitted a byte."""
+        index = self._line_index(address)
+        if index is None or index >= len(self.line_texts):
+            return None
+        return self.line_texts[index]
+
+    def is_code(self, address: int) -> bool:
+        """Whether the byte at a link address belongs to an instruction (not data)."""
+        index = bisect.bisect_right(self.code_ranges, (address, _MASK64 + 1)) - 1
+        return index >= 0 and self.code_ranges[index][0] <= address < self.code_ranges[index][1]
+
+    def _line_index(self, address: int) -> int | None:
         index = bisect.bisect_right(self.lines, address, key=operator.itemgetter(0)) - 1
         if index < 0 or not self.base <= address < self.end:
             return None
@@ -122,7 +187,7 @@ class Program:
             end = self.lines[index + 1][0]
         else:
             end = self.end
-        return self.lines[index][1] if address < end else None
+        return index if address < end else None
 
     def symbolize(self, address: int) -> tuple[str, int] | None:
         """Nearest label at or below a link address, as ``(name, offset)``.
@@ -148,6 +213,76 @@ class Program:
                 chosen[value] = name
         ordered = sorted(chosen.items())
         return [value for value, _ in ordered], [name for _, name in ordered]
+
+    def nm(self) -> list[tuple[int | None, str, str]]:
+        """The symbol table as GNU nm prints it: (value, type letter, name), by name.
+
+        Labels and equates, without ``.L`` local labels (GNU as drops them);
+        lower case for local symbols, upper case for global ones, ``U`` for a
+        global that is declared but not defined.
+        """
+        letters = {"text": "t", "rodata": "r", "data": "d", "bss": "b"}
+        kinds = {section.name: section.kind for section in self.sections}
+        entries: list[tuple[int | None, str, str]] = []
+        defined = {**self.constants, **self.symbols}
+        for name, value in defined.items():
+            if name.startswith(".L"):
+                continue
+            section = self.symbol_sections.get(name)
+            letter = letters.get(kinds.get(section, ""), "a") if section else "a"
+            if name in self.weak_symbols:
+                letter = "W" if section else "A"
+            elif name in self.global_symbols:
+                letter = letter.upper()
+            entries.append((value & _MASK64, letter, name))
+        for name in self.global_symbols:
+            if name not in defined:
+                entries.append((None, "w" if name in self.weak_symbols else "U", name))
+        return sorted(entries, key=lambda entry: entry[2])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready rendering (the on-disk cache format, and ``bootemu asm --json``)."""
+        return {
+            "code": pack_bytes(self.code), "base": self.base, "symbols": self.symbols,
+            "lines": [[address, loc.file, loc.line] for address, loc in self.lines],
+            "defines": self.defines, "source": self.source, "line_ends": self.line_ends,
+            "line_texts": self.line_texts, "line_kinds": self.line_kinds,
+            "sections": [dataclasses.asdict(section) for section in self.sections],
+            "sizes": self.sizes, "constants": self.constants,
+            "symbol_sections": self.symbol_sections, "global_symbols": self.global_symbols,
+            "weak_symbols": self.weak_symbols,
+            "code_ranges": [list(pair) for pair in self.code_ranges],
+            "warnings": self.warnings,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Program:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            code=unpack_bytes(data["code"]), base=data["base"], symbols=dict(data["symbols"]),
+            lines=[(address, SourceLocation(file, line)) for address, file, line in data["lines"]],
+            defines=dict(data["defines"]), source=data["source"],
+            line_ends=list(data["line_ends"]), line_texts=list(data["line_texts"]),
+            line_kinds=list(data["line_kinds"]),
+            sections=[ProgramSection(**section) for section in data["sections"]],
+            sizes=dict(data["sizes"]), constants=dict(data["constants"]),
+            symbol_sections=dict(data["symbol_sections"]),
+            global_symbols=list(data["global_symbols"]),
+            weak_symbols=list(data["weak_symbols"]),
+            code_ranges=[(start, end) for start, end in data["code_ranges"]],
+            warnings=list(data["warnings"]),
+        )
+
+    def copy(self) -> Program:
+        """An independent copy (cached programs are handed out as copies)."""
+        return dataclasses.replace(
+            self, symbols=dict(self.symbols), lines=list(self.lines), defines=dict(self.defines),
+            line_ends=list(self.line_ends), line_texts=list(self.line_texts),
+            line_kinds=list(self.line_kinds), sections=list(self.sections),
+            sizes=dict(self.sizes), constants=dict(self.constants),
+            symbol_sections=dict(self.symbol_sections),
+            global_symbols=list(self.global_symbols), weak_symbols=list(self.weak_symbols),
+            code_ranges=list(self.code_ranges), warnings=list(self.warnings))
 
 
 # --------------------------------------------------------------------------
@@ -247,6 +382,7 @@ class _Preprocessed:
     lines: list[tuple[SourceLocation, str]]
     defines: dict[str, str]
     link_address: str | None  # LINK_ADDRESS fully expanded, None when not defined
+    files: list[str]  # every file cpp read (for the cache)
 
 
 _LINE_MARKER = re.compile(r'#\s*(\d+)\s+"((?:[^"\\]|\\.)*)"')
@@ -255,6 +391,8 @@ _CPP_DIAGNOSTIC = re.compile(
     r"^(?P<file>.+?):(?P<line>\d+):(?:\d+:)?\s*(?:fatal error|error):\s*(?P<message>.*)$",
     re.MULTILINE,
 )
+_CPP_PSEUDO_FILES = ("<stdin>", "<built-in>", "<command-line>")
+_TARGET_MACROS = ("__aarch64__", "__AARCH64EL__")
 
 
 def _unescape_marker_name(name: str) -> str:
@@ -291,6 +429,10 @@ def _preprocess(
         raise AssemblyError("source file names with quotes or newlines are not supported", None,
                             file=display)
     command = [_find_cpp(), "-x", "assembler-with-cpp", "-undef", "-nostdinc", "-dD"]
+    # -undef also drops the target's own macros; put back what
+    # aarch64-linux-gnu-gcc defines for the architecture (the host cpp is not
+    # an aarch64 one).  __ASSEMBLER__ stays: assembler mode defines it.
+    command += [f"-D{name}=1" for name in _TARGET_MACROS]
     command += [f"-I{directory}" for directory in include_dirs]
     for name, value in defines.items():
         if not _IDENTIFIER.match(name):
@@ -298,19 +440,26 @@ def _preprocess(
         command.append(f"-D{name}={value}")
     command.append("-")
     wrapper = f'#include "{main}"\n{_LINK_SENTINEL} LINK_ADDRESS\n'
-    result = subprocess.run(command, input=wrapper, capture_output=True, text=True)
+    result = subprocess.run(command, input=wrapper.encode(), capture_output=True)
+    # Undecodable bytes (a binary file) become U+FFFD and are reported by line.
+    stdout = result.stdout.decode("utf-8", "replace")
     if result.returncode != 0:
-        raise _cpp_error(result.stderr, rename, display)
+        raise _cpp_error(result.stderr.decode("utf-8", "replace"), rename, display)
 
     lines: list[tuple[SourceLocation, str]] = []
     macros: dict[str, str] = {}
+    files: dict[str, None] = {}
     sentinel_text: str | None = None
     current_file, next_line = "<stdin>", 1
-    for raw in result.stdout.splitlines():
+    # Split on newlines only: str.splitlines() would also split at form feeds
+    # and other control characters and put every later line number off.
+    for raw in stdout.split("\n"):
         marker = _LINE_MARKER.match(raw)
         if marker:
             current_file = _unescape_marker_name(marker.group(2))
             next_line = int(marker.group(1))
+            if current_file not in _CPP_PSEUDO_FILES:
+                files[current_file] = None
             continue
         line_number = next_line
         next_line += 1
@@ -326,7 +475,10 @@ def _preprocess(
             continue
         lines.append((SourceLocation(rename.get(current_file, current_file), line_number), raw))
     link = sentinel_text if "LINK_ADDRESS" in macros else None
-    return _Preprocessed(lines=lines, defines=macros, link_address=link)
+    for name in _TARGET_MACROS:
+        if name not in defines and macros.get(name) == "1":
+            del macros[name]  # the compiler's, not the program's
+    return _Preprocessed(lines=lines, defines=macros, link_address=link, files=list(files))
 
 
 def _record_macro(raw: str, macros: dict[str, str]) -> None:
@@ -354,369 +506,143 @@ def _cpp_error(stderr: str, rename: Mapping[str, str], display: str) -> Assembly
 
 
 # --------------------------------------------------------------------------
-# Statements
+# Assembly
 
 
-@dataclass
-class _Statement:
-    """One assembler statement (``;`` separates several on a line)."""
-
-    location: SourceLocation
-    labels: list[str]
-    body: str
-    mnemonic: str  # first word of the body, lower case; '' for a label-only statement
-    context: str  # "top", "macro" (inside a .macro definition) or "rept" (.rept/.irp body)
-    conditional: bool  # inside an .if block
-    unit: int  # index of the top-level statement or block it belongs to
-    error_message: str | None = None  # set for a rewritten .error/.err
+def _error(failure: ReadError | Failure) -> AssemblyError:
+    origin: Origin | None = failure.origin
+    crash = isinstance(failure, Failure) and failure.crash
+    kind = KeystoneCrash if crash else AssemblyError
+    if origin is None:
+        return kind(failure.message, None)
+    return kind(origin.describe(failure.message), origin.location)
 
 
-_LABEL = re.compile(r"\s*([A-Za-z_.$][\w.$]*|\d+)\s*:(?!:)")
-_NUMERIC_REFERENCE = re.compile(r"(?<![\w.$])(\d+)([bf])(?![\w.$])")
-_CONDITIONAL_DIRECTIVES = (".if", ".else", ".elseif", ".endif")
+def _build(pre: _Preprocessed, base: int, display: str, rename: Mapping[str, str],
+           include_dirs: Sequence[str | Path]) -> tuple[Program, list[Path]]:
+    """Read, lay out and encode the preprocessed source (no caching here)."""
+    reader = Reader(include_dirs, rename)
+    try:
+        reader.read(pre.lines)
+    except ReadError as failure:
+        # GNU as reports errors in order; keystone may reject an instruction
+        # read before the statement where reading stopped.
+        try:
+            earlier = first_keystone_error(reader, failure.seq)
+        except KeystoneUnavailable:
+            earlier = None
+        error = _error(earlier if earlier is not None else failure)
+        error.dependencies = reader.dependencies  # type: ignore[attr-defined]
+        error.transient = bool(earlier and earlier.transient)  # type: ignore[attr-defined]
+        raise error from None
+    if not any(item.size and item.section.kind != "none" for item in reader.items):
+        last = pre.lines[-1][0] if pre.lines else SourceLocation(display, 1)
+        error = AssemblyError("nothing to assemble: the source has no instructions or data",
+                              SourceLocation(last.file, 1))
+        error.dependencies = reader.dependencies  # type: ignore[attr-defined]
+        raise error
+    try:
+        encoded = encode_program(reader, base)
+    except Failure as failure:
+        error = _error(failure)
+        if failure.origin is None:
+            error = AssemblyError(failure.message, None, file=display)
+        error.dependencies = reader.dependencies  # type: ignore[attr-defined]
+        error.transient = failure.transient  # type: ignore[attr-defined]
+        raise error from None
+    except KeystoneUnavailable as err:
+        raise AssemblyError(str(err), None, file=display) from None
+    return _program(encoded, pre, display, reader), reader.dependencies
 
 
-def _split_statements(text: str) -> list[str]:
-    """Split a line at ``;`` separators and drop a ``//`` comment, minding strings."""
-    parts: list[str] = []
-    current: list[str] = []
-    in_string = False
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if in_string:
-            current.append(char)
-            if char == "\\" and index + 1 < len(text):
-                current.append(text[index + 1])
-                index += 1
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-            current.append(char)
-        elif char == ";":
-            parts.append("".join(current))
-            current = []
-        elif text.startswith("//", index):
-            break
-        else:
-            current.append(char)
-        index += 1
-    parts.append("".join(current))
-    return [part.strip() for part in parts if part.strip()]
-
-
-def _outside_strings(text: str, function: Callable[[str], str]) -> str:
-    """Apply ``function`` to the parts of ``text`` that are not string literals."""
-    pieces = re.split(r'("(?:[^"\\]|\\.)*")', text)
-    return "".join(piece if index % 2 else function(piece) for index, piece in enumerate(pieces))
-
-
-def _parse_statements(lines: list[tuple[SourceLocation, str]]) -> tuple[list[_Statement], set[str]]:
-    """Statements with their block context; also the names of the macros defined."""
-    statements: list[_Statement] = []
-    macros: set[str] = set()
-    macro_depth = repeat_depth = conditional_depth = 0
-    unit = -1
-    for location, text in lines:
-        for piece in _split_statements(text):
-            labels: list[str] = []
-            rest = piece
-            while match := _LABEL.match(rest):
-                labels.append(match.group(1))
-                rest = rest[match.end():]
-            body = rest.strip()
-            mnemonic = body.split(None, 1)[0].rstrip(",").lower() if body else ""
-            if macro_depth == repeat_depth == conditional_depth == 0:
-                unit += 1
-            context = "macro" if macro_depth else ("rept" if repeat_depth else "top")
-            statement = _Statement(location, labels, body, mnemonic, context,
-                                   conditional_depth > 0, unit)
-            statements.append(statement)
-            # The opening directive belongs to the outer context, the closing one
-            # to the inner context: both are assigned before the depth changes.
-            if mnemonic == ".macro":
-                if macro_depth == 0 and len(body.split(None, 1)) > 1:
-                    macros.add(re.split(r"[\s,]+", body.split(None, 1)[1])[0].lower())
-                macro_depth += 1
-            elif mnemonic == ".endm":
-                macro_depth = max(macro_depth - 1, 0)
-            elif macro_depth == 0:
-                if mnemonic in (".rept", ".irp", ".irpc"):
-                    repeat_depth += 1
-                elif mnemonic == ".endr":
-                    repeat_depth = max(repeat_depth - 1, 0)
-                elif mnemonic.startswith(".if"):
-                    conditional_depth += 1
-                elif mnemonic == ".endif":
-                    conditional_depth = max(conditional_depth - 1, 0)
-            if mnemonic == ".end" and context == "top":
-                statements.pop()
-                return statements, macros
-    return statements, macros
-
-
-def _rewrite_numeric_labels(statements: list[_Statement]) -> None:
-    """Give numeric local labels unique names (GNU semantics), in place.
-
-    ``Nb`` is the nearest definition of ``N`` at or before the statement (a
-    label on the statement itself counts), ``Nf`` the nearest one after it.
-    Keystone rejects numeric labels outright, and it has no ``\\@`` counter, so
-    inside a macro or repetition body (expanded several times) they cannot be
-    renamed and are reported instead.
-    """
-    definitions: dict[str, list[tuple[int, str]]] = {}
-    for index, statement in enumerate(statements):
-        for position, label in enumerate(statement.labels):
-            if not label.isdigit():
-                continue
-            if statement.context != "top":
-                raise AssemblyError(
-                    f"numeric local label '{label}:' inside a .macro or .rept body is not "
-                    "supported by the keystone front-end; use a named label",
-                    statement.location,
-                )
-            ordinal = len(definitions.setdefault(label, []))
-            name = f"{_PREFIX}n{label}_{ordinal}"
-            definitions[label].append((index, name))
-            statement.labels[position] = name
-
-    for index, statement in enumerate(statements):
-        if not statement.body or statement.mnemonic.startswith(".macro"):
+def _program(encoded: Encoded, pre: _Preprocessed, display: str, reader: Reader) -> Program:
+    entries = []
+    for item in encoded.items:
+        if item.origin is None:
             continue
-
-        def resolve(match: re.Match[str], index: int = index,
-                    statement: _Statement = statement) -> str:
-            number, direction = match.groups()
-            if statement.context != "top":
-                raise AssemblyError(
-                    f"numeric local label reference '{match.group(0)}' inside a .macro or "
-                    ".rept body is not supported by the keystone front-end; use a named label",
-                    statement.location,
-                )
-            candidates = definitions.get(number, [])
-            if direction == "b":
-                found = [name for where, name in candidates if where <= index]
-                name = found[-1] if found else None
-            else:
-                name = next((name for where, name in candidates if where > index), None)
-            if name is None:
-                way = "backward" if direction == "b" else "forward"
-                raise AssemblyError(
-                    f"undefined local label '{match.group(0)}' (no {way} definition of "
-                    f"'{number}:')", statement.location)
-            return name
-
-        # Only operands are rewritten: the mnemonic itself is never a reference.
-        parts = re.match(r"(\S+)(\s*)(.*)", statement.body, re.S)
-        assert parts is not None  # the body is not empty
-        mnemonic, spacing, operands = parts.groups()
-        if operands and _NUMERIC_REFERENCE.search(operands):
-            rewritten = _outside_strings(
-                operands, lambda text, resolve=resolve: _NUMERIC_REFERENCE.sub(resolve, text))
-            statement.body = mnemonic + spacing + rewritten
-
-
-def _rewrite_error_directives(statements: list[_Statement]) -> None:
-    """Turn ``.error "text"`` / ``.err`` into a statement keystone rejects.
-
-    Keystone accepts ``.error`` and ignores it, so a build-time assertion such
-    as ``.if size > limit; .error "too big"; .endif`` would pass silently.  In a
-    macro body it is left alone: there the message could not be tied to a line.
-    """
-    for index, statement in enumerate(statements):
-        if statement.mnemonic in (".error", ".err") and statement.context != "macro":
-            argument = statement.body[len(statement.mnemonic):].strip()
-            if argument.startswith('"') and argument.endswith('"') and len(argument) >= 2:
-                argument = argument[1:-1]
-            statement.error_message = argument or ".err encountered"
-            statement.body = f"{_PREFIX}error_{index}"
-
-
-def _anchored(statement: _Statement) -> bool:
-    """Whether a statement gets a synthetic label to recover its address."""
-    return (
-        statement.context == "top"
-        and bool(statement.body)
-        and not statement.mnemonic.startswith(_CONDITIONAL_DIRECTIVES)
-        and statement.mnemonic != ".macro"
+        start = item.section.address + item.offset  # type: ignore[operator]
+        kind = "code" if id(item) in encoded.code_items else "data"
+        entries.append((start, start + item.size, item.origin.location, item.text, kind))
+    entries.sort(key=operator.itemgetter(0))
+    code_ranges: list[tuple[int, int]] = []
+    for item in encoded.items:
+        if id(item) not in encoded.code_items:
+            continue
+        start = item.section.address + item.offset  # type: ignore[operator]
+        if code_ranges and code_ranges[-1][1] == start:
+            code_ranges[-1] = (code_ranges[-1][0], start + item.size)
+        else:
+            code_ranges.append((start, start + item.size))
+    code_ranges.sort()
+    sections = [ProgramSection(section.name, section.address, section.size,  # type: ignore[arg-type]
+                               section.kind, section.flags, section.align)
+                for section in encoded.sections]
+    return Program(
+        code=bytes(encoded.code), base=encoded.base, symbols=encoded.symbols,
+        lines=[(start, location) for start, _end, location, _text, _kind in entries],
+        defines=pre.defines, source=display,
+        line_ends=[end for _start, end, _location, _text, _kind in entries],
+        line_texts=[text for *_rest, text, _kind in entries],
+        line_kinds=[kind for *_rest, kind in entries],
+        sections=sections, sizes=encoded.sizes, constants=encoded.constants,
+        symbol_sections=encoded.symbol_sections, global_symbols=list(reader.globals),
+        weak_symbols=sorted(reader.weak), code_ranges=code_ranges,
+        warnings=reader.warnings + encoded.warnings,
     )
 
 
-def _user_labels(statements: list[_Statement]) -> list[str]:
-    names: list[str] = []
-    for statement in statements:
-        for label in statement.labels:
-            if not label.startswith(_PREFIX) and "\\" not in label and label not in names:
-                names.append(label)
-    return names
-
-
-def _render_body(
-    statements: list[_Statement],
-    replace: Callable[[int, _Statement], str] | None = None,
-    anchors: bool = False,
-) -> list[str]:
-    """Keystone source lines for the statements, each on its own line.
-
-    ``replace`` may substitute a statement's body; ``anchors`` puts a
-    synthetic label before every statement whose address is wanted.
-    """
-    out: list[str] = []
-    for index, statement in enumerate(statements):
-        if anchors and _anchored(statement):
-            out.append(f"{_PREFIX}s{index}:")
-        out.extend(f"{label}:" for label in statement.labels)
-        body = replace(index, statement) if replace else statement.body
-        if body:
-            out.append(body)
-    return out
-
-
-def _symbol_table(names: list[str]) -> list[str]:
-    # A label inside a false .if (or an uninvoked macro) is never defined:
-    # .ifdef keeps the table one .quad per name either way.
-    out: list[str] = []
-    for name in names:
-        out += [f".ifdef {name}", f".quad {name}", ".else", ".quad -1", ".endif"]
-    return out
-
-
 # --------------------------------------------------------------------------
-# Keystone in a child process
+# Caching
+
+_memory = MemoryCache()
+_disk = DiskCache()
+_recent: dict[tuple[Any, ...], tuple[list[tuple[str, str]], str]] = {}
+_cache_lock = threading.Lock()
 
 
-@dataclass(frozen=True)
-class _Failure:
-    """Why one keystone run produced no bytes."""
-
-    kind: str  # "error" (KsError), "crash" (abort or signal), "child" (the child itself broke)
-    message: str
-    errno: int = 0
+def clear_cache() -> None:
+    """Forget the programs cached in memory (the disk cache stays)."""
+    with _cache_lock:
+        _memory.clear()
+        _recent.clear()
 
 
-# KsError numbers from 512 up are keystone's AArch64 operand-match codes,
-# which it reports as "Unknown error"; these were matched against GNU as's
-# messages for the same statements.
-_KEYSTONE_ERRNO_MESSAGES = {
-    144: "undefined symbol",
-    520: "immediate out of range",
-    527: "immediate out of range",
-    528: "immediate out of range",
-    547: "offset out of range",
-    548: "offset out of range",
-    561: "immediate cannot be encoded",
-    563: "unknown system register",
-}
+def _error_record(error: AssemblyError) -> dict[str, Any]:
+    location = error.location
+    return {"type": "crash" if isinstance(error, KeystoneCrash) else "error",
+            "message": error.message, "file": error.file,
+            "line": None if location is None else [location.file, location.line]}
 
 
-@functools.lru_cache(maxsize=64)
-def _run_keystone(source: str, base: int) -> bytes | _Failure:
-    """Assemble ``source`` at ``base`` in a fresh child process."""
-    request = json.dumps({"source": source, "base": base})
+def _raise_recorded(record: Mapping[str, Any]) -> None:
+    kind = KeystoneCrash if record["type"] == "crash" else AssemblyError
+    line = record["line"]
+    location = None if line is None else SourceLocation(line[0], line[1])
+    raise kind(record["message"], location, file=record["file"])
+
+
+def _lookup(key: str) -> Program | dict[str, Any] | None:
+    """A cached program (or error record) whose extra input files did not change."""
+    entry = _memory.get(key)
+    if entry is not None:
+        program, dependencies = entry
+        if file_digests(path for path, _ in dependencies) == dependencies:
+            return program
+        return None
+    record = _disk.get(key)
+    if record is None:
+        return None
+    dependencies = [tuple(pair) for pair in record.get("dependencies", [])]
+    if file_digests(path for path, _ in dependencies) != dependencies:
+        return None
+    if "error" in record:
+        return record["error"]
     try:
-        result = subprocess.run(
-            [sys.executable, "-I", str(_CHILD_SCRIPT)],
-            input=request, capture_output=True, text=True, timeout=_KEYSTONE_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
-        return _Failure("crash", f"keystone did not finish within {_KEYSTONE_TIMEOUT:.0f} s")
-    # LLVM's fatal errors print "LLVM ERROR: ..." and exit(1) or abort();
-    # a plain crash is a signal with nothing printed.
-    llvm = [line.strip() for line in result.stderr.splitlines() if "LLVM ERROR" in line]
-    if llvm:
-        return _Failure("crash", f"keystone crashed ({llvm[-1]})")
-    if result.returncode < 0:
-        try:
-            cause = signal.Signals(-result.returncode).name
-        except ValueError:
-            cause = f"signal {-result.returncode}"
-        return _Failure("crash", f"keystone crashed ({cause})")
-    if result.returncode != 0:
-        detail = result.stderr.strip().splitlines()
-        return _Failure("child", f"keystone could not run: {detail[-1] if detail else 'no output'}")
-    answer = json.loads(result.stdout)
-    if answer["ok"]:
-        return bytes.fromhex(answer["code"])
-    errno = int(answer["errno"])
-    text = re.sub(r"\s*\(KS_ERR_\w+\)", "", answer["message"]).strip()
-    message = _KEYSTONE_ERRNO_MESSAGES.get(errno) or (text[:1].lower() + text[1:])
-    return _Failure("error", message, errno)
-
-
-def _locate_failure(statements: list[_Statement], macros: set[str], base: int,
-                    failure: _Failure) -> tuple[_Statement | None, _Failure]:
-    """Find the statement that makes keystone fail, by bisection.
-
-    First over statements, neutralising every instruction from the k-th on
-    (each becomes a 4-byte ``.word 0``, so no address moves and a forward
-    branch out of range is found too).  If the program still fails with every
-    instruction neutralised, the culprit is a directive or a macro invocation:
-    then over top-level units, assembling the first k of them with the labels
-    of the rest defined as stubs.
-    """
-    candidates = [index for index, s in enumerate(statements) if s.context != "macro" and s.body]
-
-    def neutralised(count: int) -> str:
-        kept = set(candidates[:count])
-
-        def replace(index: int, statement: _Statement) -> str:
-            if index in kept or statement.context == "macro":
-                return statement.body
-            if statement.error_message is not None:
-                return ""
-            if statement.mnemonic.startswith(".") or statement.mnemonic in macros:
-                return statement.body
-            return ".word 0"
-
-        return "\n".join(_render_body(statements, replace)) + "\n"
-
-    def search(lo: int, hi: int, attempt: Callable[[int], bytes | _Failure],
-               failing: _Failure) -> tuple[int, _Failure]:
-        # Invariant: attempt(lo) assembles, attempt(hi) fails with ``failing``.
-        while hi - lo > 1:
-            middle = (lo + hi) // 2
-            outcome = attempt(middle)
-            if isinstance(outcome, _Failure):
-                hi, failing = middle, outcome
-            else:
-                lo = middle
-        return hi, failing
-
-    def run_neutralised(count: int) -> bytes | _Failure:
-        return _run_keystone(neutralised(count), base)
-
-    if not isinstance(run_neutralised(0), _Failure):
-        whole = run_neutralised(len(candidates))
-        if not isinstance(whole, _Failure):
-            return None, failure
-        hi, culprit_failure = search(0, len(candidates), run_neutralised, whole)
-        return statements[candidates[hi - 1]], culprit_failure
-
-    units = statements[-1].unit + 1 if statements else 0
-
-    def truncated(count: int) -> bytes | _Failure:
-        head = [s for s in statements if s.unit < count]
-        later = [label for s in statements if s.unit >= count and s.context == "top"
-                 for label in s.labels]
-        stubs = [f"{label}:" for label in dict.fromkeys(later)]
-        return _run_keystone("\n".join(_render_body(head) + stubs) + "\n", base)
-
-    if isinstance(truncated(0), _Failure):
-        return None, failure
-    hi, culprit_failure = search(0, units, truncated, failure)
-    first = next(s for s in statements if s.unit == hi - 1)
-    return first, culprit_failure
-
-
-def _describe(statement: _Statement | None, failure: _Failure) -> str:
-    if statement is not None and statement.error_message is not None:
-        return statement.error_message
-    return failure.message
-
-
-# --------------------------------------------------------------------------
-# Assembly
+        program = Program.from_dict(record["program"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    _memory.put(key, (program, dependencies))
+    return program
 
 
 def _assemble(
@@ -725,8 +651,26 @@ def _assemble(
     include_dirs: Sequence[str | Path],
     defines: Mapping[str, str] | None,
     base: int | None,
+    cache: bool,
+    quick_key: tuple[Any, ...],
+    scratch_files: frozenset[str] = frozenset(),
 ) -> Program:
+    """Assemble with caching.
+
+    ``quick_key`` names the request without running cpp (the source's path or
+    text, directories, definitions, base): if the files cpp read for it last
+    time are unchanged, the cached program is returned at once.
+    ``scratch_files`` are files whose content ``quick_key`` already covers.
+    """
     display = rename.get(main, main)
+    if cache:
+        with _cache_lock:
+            recent = _recent.get(quick_key)
+            if recent is not None:
+                files, key = recent
+                entry = _memory.get(key)
+                if entry is not None and file_digests(path for path, _ in files) == files:
+                    return entry[0].copy()
     pre = _preprocess(main, rename, include_dirs, defines or {})
     if base is None:
         if pre.link_address is not None:
@@ -739,58 +683,44 @@ def _assemble(
     if not 0 <= base <= _MASK64:
         raise AssemblyError(f"link address {base:#x} is not a 64-bit address", None, file=display)
 
-    statements, macros = _parse_statements(pre.lines)
-    _rewrite_numeric_labels(statements)
-    _rewrite_error_directives(statements)
+    key = digest(frontend_version(), base, sorted((defines or {}).items()), display,
+                 [[loc.file, loc.line, text] for loc, text in pre.lines], pre.defines,
+                 [str(directory) for directory in include_dirs])
+    cpp_files = [name for name in pre.files if name not in scratch_files]
+    if cache:
+        with _cache_lock:
+            found = _lookup(key)
+            if isinstance(found, Program):
+                extra = [path for path, _ in _memory.get(key)[1]]
+                _remember(quick_key, cpp_files + extra, key)
+                return found.copy()
+        if found is not None:
+            _raise_recorded(found)
 
-    anchors = [index for index, statement in enumerate(statements) if _anchored(statement)]
-    labels = _user_labels(statements)
-    pool, end = f"{_PREFIX}pool", f"{_PREFIX}end"
-    table_names = [f"{_PREFIX}s{index}" for index in anchors] + labels + [pool, end]
-    source_lines = _render_body(statements, anchors=True)
-    # The final .ltorg emits the literal pool exactly where keystone would put
-    # it at the end of the input; the symbol table follows it.
-    source_lines += [f"{pool}:", ".ltorg", f"{end}:", ".balign 8"]
-    source_lines += _symbol_table(table_names)
-    outcome = _run_keystone("\n".join(source_lines) + "\n", base)
+    try:
+        program, extra_paths = _build(pre, base, display, rename, include_dirs)
+    except AssemblyError as error:
+        if cache and not getattr(error, "transient", False):
+            dependencies = file_digests(getattr(error, "dependencies", []))
+            if dependencies is not None:
+                _disk.put(key, {"error": _error_record(error), "dependencies": dependencies})
+        raise
+    if not cache:
+        return program
+    dependencies = file_digests(extra_paths)
+    if dependencies is not None:
+        with _cache_lock:
+            _memory.put(key, (program, dependencies))
+            _remember(quick_key, cpp_files + [str(path) for path in extra_paths], key)
+        _disk.put(key, {"program": program.to_dict(), "dependencies": dependencies})
+    return program.copy()
 
-    if isinstance(outcome, _Failure):
-        if outcome.kind == "child":
-            raise AssemblyError(outcome.message, None, file=display)
-        statement, failure = _locate_failure(statements, macros, base, outcome)
-        location = statement.location if statement is not None else None
-        raise AssemblyError(_describe(statement, failure), location, file=display)
 
-    table_size = 8 * len(table_names)
-    if len(outcome) < table_size:
-        raise AssemblyError("internal error: keystone output shorter than the symbol table",
-                            None, file=display)
-    raw_table = outcome[len(outcome) - table_size:]
-    values = [int.from_bytes(raw_table[i:i + 8], "little") for i in range(0, table_size, 8)]
-    addresses = dict(zip(table_names, values, strict=True))
-    code_size = addresses[end] - base
-    if not 0 <= len(outcome) - table_size - code_size < 8:
-        raise AssemblyError("internal error: symbol table does not line up with the code",
-                            None, file=display)
-    code = outcome[:code_size]
-
-    undefined = _MASK64
-    symbols = {name: addresses[name] for name in labels if addresses[name] != undefined}
-
-    # Each anchored statement owns the bytes up to the next anchor (or up to
-    # the final literal pool); only those that emitted bytes are listed.
-    starts = [(addresses[f"{_PREFIX}s{index}"], statements[index].location) for index in anchors]
-    starts = [(address, location) for address, location in starts if address != undefined]
-    boundaries = [address for address, _ in starts[1:]] + [addresses[pool]]
-    lines: list[tuple[int, SourceLocation]] = []
-    line_ends: list[int] = []
-    for (address, location), stop in zip(starts, boundaries, strict=True):
-        if stop > address:
-            lines.append((address, location))
-            line_ends.append(stop)
-
-    return Program(code=code, base=base, symbols=symbols, lines=lines, defines=pre.defines,
-                   source=display, line_ends=line_ends)
+def _remember(quick_key: tuple[Any, ...], files: list[str], key: str) -> None:
+    """Note the files a quick (no cpp) lookup must find unchanged to reuse ``key``."""
+    digests = file_digests(files)
+    if digests is not None:
+        _recent[quick_key] = (digests, key)
 
 
 def assemble_file(
@@ -799,19 +729,24 @@ def assemble_file(
     defines: Mapping[str, str] | None = None,
     include_dirs: Sequence[str | Path] = (),
     base: int | None = None,
+    cache: bool = True,
 ) -> Program:
     """Preprocess and assemble a source file.
 
     Includes are searched in the source's directory, its ``include/``
     subdirectory, then ``include_dirs``.  ``base`` is the link address; when
-    None the source's ``LINK_ADDRESS`` macro gives it, else 0.
+    None the source's ``LINK_ADDRESS`` macro gives it, else 0.  Results are
+    cached (see the module docstring); ``cache=False`` assembles afresh.
+    Raises :class:`AssemblyError` (or its subclass :class:`KeystoneCrash`).
     """
     name = str(path)
     source = Path(path)
     if not source.is_file():
         raise AssemblyError("cannot read the source (no such file)", None, file=name)
     directories = [source.parent, source.parent / "include", *include_dirs]
-    return _assemble(name, {}, directories, defines, base)
+    quick = ("file", str(source.resolve()), name, tuple(map(str, directories)),
+             tuple(sorted((defines or {}).items())), base)
+    return _assemble(name, {}, directories, defines, base, cache, quick)
 
 
 def assemble_text(
@@ -821,12 +756,17 @@ def assemble_text(
     defines: Mapping[str, str] | None = None,
     include_dirs: Sequence[str | Path] = (),
     base: int | None = None,
+    cache: bool = True,
 ) -> Program:
     """Like :func:`assemble_file` for a source held in memory, named ``filename``."""
     directories = [Path(filename).parent, Path(filename).parent / "include", *include_dirs]
+    quick = ("text", hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(),
+             filename, tuple(map(str, directories)), tuple(sorted((defines or {}).items())),
+             base)
     with tempfile.TemporaryDirectory(prefix="bootemu-asm-") as scratch:
         # cpp needs a real file to name in its line markers and to resolve
         # includes relative to; its name is mapped back to ``filename``.
         temporary = Path(scratch) / (Path(filename).name or "source.S")
-        temporary.write_text(text)
-        return _assemble(str(temporary), {str(temporary): filename}, directories, defines, base)
+        temporary.write_text(text, errors="surrogateescape")
+        return _assemble(str(temporary), {str(temporary): filename}, directories, defines,
+                         base, cache, quick, frozenset({str(temporary)}))
