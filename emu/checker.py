@@ -8,14 +8,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emu.assembler import Program, assemble_file
 from emu.checks import ALL_CHECKS, Check, CheckContext, Finding
+from emu.devices import Board
 from emu.events import Event, TransitionWindow
-from emu.image import BootImage, FailureCode, ImageError, image_from_program
+from emu.image import BootImage, FailureCode, ImageError
+from emu.loader import DEFAULT_ASM_LOAD_ADDRESS, ImageKind, load_image
 from emu.machine import DEFAULT_MAX_INSNS, Machine, Stop, StopKind
 
-DEFAULT_LOAD_ADDRESS = 0x4000_0000
+DEFAULT_LOAD_ADDRESS = DEFAULT_ASM_LOAD_ADDRESS
 DEFAULT_TARGET = "start_c"
+# ``--until exit``: the boot is complete when the program exits (semihosting)
+# with status 0.  It is also where a boot with no ``start_c`` ends.
+EXIT_TARGET = "exit"
 
 
 @dataclass
@@ -44,9 +48,18 @@ class CheckRun:
     findings: list[Finding]
     failure: BootFailure | None = None
     rules: list[str] = field(default_factory=list)
+    output: str = ""                 # what the guest printed (UART and semihosting)
+    board: Board = field(default_factory=Board)
+
+    @property
+    def exit_status(self) -> int | None:
+        """The program's exit status, if it exited."""
+        return self.stop.status if self.stop.kind is StopKind.EXIT else None
 
     @property
     def arrived(self) -> bool:
+        if self.target == EXIT_TARGET:
+            return self.exit_status == 0
         return self.stop.kind is StopKind.ARRIVED and self.failure is None
 
     @property
@@ -83,11 +96,13 @@ def addresses_of(image: BootImage, spec: str) -> list[int]:
 def run_targets(image: BootImage, until: str | None) -> tuple[str | None, list[int], list[int]]:
     """Where a run stops: (target name, its addresses, the failure routine's addresses).
 
-    The default target is optional (an image without ``start_c`` just runs to
-    its budget); a target the user named must exist.
+    The default target is optional (an image without ``start_c`` runs until
+    it exits, see :data:`EXIT_TARGET`); a target the user named must exist.
     """
     target = until if until and (until != DEFAULT_TARGET or until in image.symbols) else None
-    exits = addresses_of(image, target) if target else []
+    if until == DEFAULT_TARGET and target is None:
+        target = EXIT_TARGET
+    exits = addresses_of(image, target) if target and target != EXIT_TARGET else []
     failure_exits: list[int] = []
     if image.failure_symbol in image.symbols:
         failure_exits = addresses_of(image, image.failure_symbol)
@@ -97,13 +112,18 @@ def run_targets(image: BootImage, until: str | None) -> tuple[str | None, list[i
 def build_image(
     source: str | Path,
     *,
-    load_address: int = DEFAULT_LOAD_ADDRESS,
+    load_address: int | None = None,
     defines: dict[str, str] | None = None,
     include_dirs: list[Path] | None = None,
+    kind: ImageKind | str | None = None,
+    symbols: str | Path | None = None,
+    board: Board | None = None,
 ) -> BootImage:
-    """Assemble a boot source and place it at a physical load address."""
-    program: Program = assemble_file(source, defines=defines, include_dirs=include_dirs or [])
-    return image_from_program(program, load_address, include_dirs=include_dirs)
+    """Build the image to boot from any file: assemble a source and place it at
+    ``load_address`` (default 0x40000000), or load an ELF, arm64 Image (gzipped
+    or not) or raw binary; see :func:`emu.loader.load_image`."""
+    return load_image(source, kind=kind, load_address=load_address, defines=defines,
+                      include_dirs=include_dirs, symbols=symbols, board=board)
 
 
 def check_image(
@@ -112,9 +132,12 @@ def check_image(
     until: str | None = DEFAULT_TARGET,
     max_insns: int = DEFAULT_MAX_INSNS,
     checks: tuple[type[Check], ...] = ALL_CHECKS,
+    board: Board | None = None,
 ) -> CheckRun:
-    """Boot an image at EL2 with every rule watching, until the target or a stop."""
-    machine = Machine(image)
+    """Boot an image (at EL2 unless ``board`` says otherwise) with every rule
+    watching, until the target, the program's exit, or a stop."""
+    board = board or Board()
+    machine = Machine(image, board)
     context = CheckContext(machine)
     rules = [cls(context) for cls in checks]
     machine.observers.extend(rules)
@@ -129,6 +152,10 @@ def check_image(
     if stop.kind is StopKind.ARRIVED and stop.pc in failure_exits:
         code = machine.reg("x0")
         failure = BootFailure(code, image.failure_codes.get(code))
+    elif stop.kind is StopKind.EXIT and stop.status != 0:
+        status = stop.status if stop.status is not None else 1
+        failure = BootFailure(status, FailureCode(
+            status, "exit status", "the program exited with a non-zero status"))
     findings = sorted((f for rule in rules for f in rule.findings), key=lambda f: f.index)
     return CheckRun(
         image=image,
@@ -140,4 +167,6 @@ def check_image(
         findings=findings,
         failure=failure,
         rules=[rule.rule_id for rule in rules],
+        output=machine.console.text(),
+        board=board,
     )

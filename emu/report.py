@@ -45,7 +45,7 @@ def format_text(run: CheckRun, source: str = "") -> str:
     image = run.image
     lines = [
         f"bootemu check {source or image.name}: load {image.load_address:#x}, "
-        f"link {image.link_address:#x}, entry at EL2",
+        f"link {image.link_address:#x}, entry at EL{run.board.el}",
         "",
         "MMU timeline",
         f"  {'#insn':>8}  {'PC (VA)':<18}  {'PA':>14} {'':>6}  {'symbol':<28}  event",
@@ -83,6 +83,9 @@ def format_text(run: CheckRun, source: str = "") -> str:
         lines.append(f"  [{finding.rule}] #{finding.index} {finding.pc:#x} {finding.symbol}: "
                      f"{finding.message}")
         lines += [f"      {evidence}" for evidence in finding.evidence]
+    if run.output:
+        lines += ["", "Guest output"]
+        lines += [f"  | {line}" for line in run.output.splitlines()]
     lines += ["", f"Run: {run.stop.message} after {run.executed} instructions"]
     lines += [f"      {detail}" for detail in run.stop.detail]
     if run.failure is not None:
@@ -131,6 +134,8 @@ def to_json(run: CheckRun) -> dict[str, object]:
             "description": run.failure.meaning.description if run.failure.meaning else None,
         },
         "rules": run.rules,
+        "output": run.output,
+        "exit_status": run.exit_status,
         "findings": [f.to_dict() for f in run.findings],
         "timeline": [_event_json(run, e) for e in _timeline_events(run)],
         "windows": [

@@ -8,6 +8,7 @@ mid-boot.
 from __future__ import annotations
 
 from emu.checker import run_targets
+from emu.devices import Board
 from emu.image import BootImage
 from emu.machine import DEFAULT_MAX_INSNS, Machine, Stop
 from emu.mmu.hooks import regime_for_el
@@ -17,10 +18,11 @@ from emu.mmu.walk import Access, Fault, Translation
 REGIMES = {"el2": RegimeName.EL2, "el1": RegimeName.EL10}
 
 
-def machine_at(image: BootImage, at: str | None, max_insns: int = DEFAULT_MAX_INSNS
-               ) -> tuple[Machine, Stop]:
-    """Boot ``image`` and stop at ``at`` (symbol or address; None = the default end)."""
-    machine = Machine(image)
+def machine_at(image: BootImage, at: str | None, max_insns: int = DEFAULT_MAX_INSNS,
+               board: Board | None = None) -> tuple[Machine, Stop]:
+    """Boot ``image`` (on ``board``) and stop at ``at`` (symbol or address; None = the
+    default end)."""
+    machine = Machine(image, board)
     _target, exits, failure_exits = run_targets(image, at)
     stop = machine.run(exits + failure_exits, max_insns=max_insns)
     return machine, stop
