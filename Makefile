@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEBIAN_TOOLS := binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu cpp
 
-.PHONY: setup tools demo test bench lint clean
+.PHONY: setup tools demo test bench fuzz lint clean
 
 setup: $(STAMP)
 
@@ -37,8 +37,14 @@ demo: setup
 test: setup tools
 	$(PY) -m pytest -q
 
-bench: setup
+bench: setup tools
 	$(PY) bench/bench_check.py
+	$(PY) bench/bench_images.py
+	$(PY) bench/bench_sweep.py
+
+# The walker against QEMU's own, 25 times the suite's examples (minutes).
+fuzz: setup
+	BOOTEMU_FUZZ_EXAMPLES=25 $(PY) -m pytest tests/test_walk_oracle.py -q -s -p no:cacheprovider
 
 lint: setup
 	$(VENV)/bin/ruff check emu tests bench

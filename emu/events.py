@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from emu.exceptions import TakenException
 from emu.mmu.regime import TranslationRegime
-from emu.mmu.walk import Fault
+from emu.mmu.tlb import TlbEntry
+from emu.mmu.walk import Fault, Translation
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,54 @@ class UnsynchronizedFetch(Event):
         new = f"PA {self.pa:#x}" if self.pa is not None else "a fault"
         return (f"fetch at VA {self.pc:#x} goes to {new} after {self.write.register} "
                 f"#{self.write.index} but to {old} before it, and no ISB came between")
+
+
+@dataclass(frozen=True)
+class DescriptorWrite(Event):
+    """A store that changed a descriptor in a page of live translation tables.
+
+    ``live_entries`` are the TLB entries (made since the last invalidation)
+    whose walks read this descriptor; ``va`` is the address the store used.
+    """
+
+    va: int
+    descriptor_address: int
+    old: int
+    new: int
+    live_entries: tuple[TlbEntry, ...]
+
+    @property
+    def kind(self) -> str:
+        return "descriptor-write"
+
+    def describe(self) -> str:
+        return (f"descriptor at PA {self.descriptor_address:#x} {self.old:#x} -> {self.new:#x}"
+                f" ({len(self.live_entries)} live TLB entries walked through it)")
+
+
+@dataclass(frozen=True)
+class StaleTranslationUse(Event):
+    """An access that hit a TLB entry a fresh walk no longer gives.
+
+    ``entry`` is the architectural TLB entry the access may use; ``fresh`` the
+    walk of the tables as they are now.
+    """
+
+    va: int
+    access: str
+    entry: TlbEntry
+    fresh: Translation | Fault
+
+    @property
+    def kind(self) -> str:
+        return "stale-use"
+
+    def describe(self) -> str:
+        now = self.fresh.describe() if isinstance(self.fresh, Fault) else (
+            f"PA {self.fresh.pa:#x}")
+        return (f"{self.access} of VA {self.va:#x} through a TLB entry to PA "
+                f"{self.entry.pa_page | (self.va & 0xFFF):#x} (made at #{self.entry.made_at}); "
+                f"the tables now give {now}")
 
 
 @dataclass(frozen=True)

@@ -50,13 +50,16 @@ from unicorn import arm64_const as a64
 from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 
 from emu import _blockcount
+from emu.devices import Board, Console, attach_devices
 from emu.events import (
     Barrier,
     CacheMaintenance,
+    DescriptorWrite,
     Event,
     ExceptionTaken,
     MmuDisable,
     MmuEnable,
+    StaleTranslationUse,
     SysRegWrite,
     TlbInvalidate,
     TransitionWindow,
@@ -81,12 +84,12 @@ from emu.mmu.hooks import (
     regime_for_el,
 )
 from emu.mmu.regime import TranslationRegime
-from emu.mmu.tlb import PAGE_MASK, TlbModel
+from emu.mmu.tlb import PAGE_MASK, TlbEntry, TlbModel
 from emu.mmu.walk import Access, Fault, Translation, format_walk
 from emu.sysregs import sys_op_name, sysreg_name
 
 MIB = 1 << 20
-DEFAULT_RAM_SIZE = 64 * MIB
+DEFAULT_RAM_SIZE = 128 * MIB  # QEMU virt's; see emu.devices.Board for the layout
 DEFAULT_MAX_INSNS = 20_000_000
 WINDOW_RECORD_LIMIT = 4096
 WINDOW_TAIL_LIMIT = 8
@@ -156,6 +159,7 @@ class StopKind(enum.StrEnum):
     BUDGET = "budget"            # the instruction budget ran out
     EXCEPTION = "exception"      # a fault or exception the run cannot continue past
     UNMAPPED = "unmapped"        # an access to physical memory that does not exist
+    EXIT = "exit"                # the program exited (semihosting), with a status
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,7 @@ class Stop:
     index: int
     message: str
     detail: tuple[str, ...] = ()
+    status: int | None = None    # the program's exit status, for StopKind.EXIT
 
 
 class _BlockCounter(ctypes.Structure):
@@ -192,38 +197,22 @@ class MachineObserver:
         """Called when an MMU-transition window ends (or when the run ends inside one)."""
 
 
-def minimal_fdt() -> bytes:
-    """A valid, empty flattened device tree: header, root node, no properties."""
-    begin_node, end_node, end = 1, 2, 9
-    structure = b"".join(x.to_bytes(4, "big") for x in (begin_node, 0, end_node, end))
-    header_size, reserve = 40, bytes(16)
-    off_rsvmap = header_size
-    off_struct = off_rsvmap + len(reserve)
-    off_strings = off_struct + len(structure)
-    total = off_strings
-    fields = (0xD00DFEED, total, off_struct, off_strings, off_rsvmap, 17, 16, 0, 0,
-              len(structure))
-    return b"".join(x.to_bytes(4, "big") for x in fields) + reserve + structure
-
-
 class Machine:
     """A booted-but-not-yet-run AArch64 CPU with an image in RAM."""
 
-    def __init__(
-        self,
-        image: BootImage,
-        *,
-        ram_size: int = DEFAULT_RAM_SIZE,
-        el: int = 2,
-    ) -> None:
-        if el not in (1, 2):
-            raise ImageError(f"entry exception level must be 1 or 2, not {el}")
+    def __init__(self, image: BootImage, board: Board | None = None) -> None:
+        """Map RAM, load ``image`` and the device tree, and reset the CPU for entry.
+
+        ``board`` (RAM, entry EL, device tree, UART) defaults to QEMU virt's
+        layout at EL2; :class:`~emu.image.ImageError` if the image cannot be placed.
+        """
         self.image = image
-        self.ram_base = image.load_address & ~(2 * MIB - 1)
-        self.ram_size = max(ram_size, (image.load_address - self.ram_base) + image.memory_size
-                            + 4 * MIB)
-        self.ram_size = (self.ram_size + 2 * MIB - 1) & ~(2 * MIB - 1)
-        self.dtb_address = self.ram_base + self.ram_size - 2 * MIB
+        self.board = board or Board()
+        self.plan = self.board.plan(image)
+        self.ram_base, self.ram_size = self.plan.ram_base, self.plan.ram_size
+        self.dtb_address = self.plan.dtb_address
+        # Everything the guest prints, from the UART and semihosting.
+        self.console = Console()
 
         uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
         uc.ctl_set_cpu_model(a64.UC_CPU_ARM64_MAX)
@@ -235,10 +224,17 @@ class Machine:
                 f"cannot map RAM at {self.ram_base:#x} (+{self.ram_size:#x}): {err}"
             ) from err
         self._load(image)
-        self._reset(el)
+        self._reset(self.board.el)
 
         self.tlb = TlbModel()
         self.mmu = MmuUnit(uc, self.tlb, self.index_now)
+        self.mmu.on_stale = self._on_stale_use
+        self.mmu.on_table_store = self._on_table_store
+        # Stores into live table pages seen but not yet compared: (index, pc,
+        # va of the store, 4 KiB page PA, the page's bytes before the store,
+        # the live TLB entries walked through each descriptor of the page then).
+        self._table_stores: list[tuple[int, int, int, int, bytes,
+                                       dict[int, tuple[TlbEntry, ...]]]] = []
         self.events: list[Event] = []
         self.windows: list[TransitionWindow] = []
         self.observers: list[MachineObserver] = []
@@ -260,20 +256,20 @@ class Machine:
         self._counter = _BlockCounter()
         self._counter.emu_stop = ctypes.cast(_uclib().uc_emu_stop, ctypes.c_void_p).value
         self._install_hooks()
+        self.devices = attach_devices(self, self.plan, self.board.el)
 
     # -- set-up --------------------------------------------------------------
 
     def _load(self, image: BootImage) -> None:
-        end = image.load_address + image.memory_size
-        if end > self.ram_base + self.ram_size - 2 * MIB:
-            raise ImageError(f"image {image.name} ({image.memory_size:#x} bytes at "
-                             f"{image.load_address:#x}) does not fit in RAM")
-        self.uc.mem_write(image.load_address, image.payload)
+        """Write the image's bytes and the device tree into RAM (placement is checked)."""
+        for region in image.regions():
+            self.uc.mem_write(region.physical, region.data)
+            # RAM starts zeroed, so an ELF segment's zero-filled tail needs no write.
         if image.bss is not None:
             # The loader leaves BSS as it found it; garbage proves the boot code clears it.
             start, stop = image.bss
             self.uc.mem_write(start, b"\xa5" * (stop - start))
-        self.uc.mem_write(self.dtb_address, minimal_fdt())
+        self.uc.mem_write(self.dtb_address, self.plan.dtb)
 
     def _reset(self, el: int) -> None:
         uc = self.uc
@@ -405,6 +401,8 @@ class Machine:
         el = self.mmu.current_el()
         pa = self.mmu.fetch_pa(pc)
         if name.startswith("TLBI"):
+            if self._table_stores:
+                self._compare_table_stores()  # report the stores before what they await
             self.tlb.apply_tlbi(name, cp.val)
             self._emit(TlbInvalidate(index, pc, pa, el, name, cp.val))
         elif name.startswith(("IC", "DC")):
@@ -428,6 +426,44 @@ class Machine:
     def _on_unmapped(self, uc: Uc, access: int, address: int, _size, _value, _user_data) -> bool:
         self._unmapped = (_UNMAPPED_KINDS.get(access, "access to"), address)
         return False
+
+    def _on_stale_use(self, entry: TlbEntry, fresh: Translation | Fault, va: int,
+                      access: Access) -> None:
+        pc = self.pc
+        self._emit(StaleTranslationUse(self.index_at(pc), pc, self.mmu.fetch_pa(pc), self.el,
+                                       va, access.value, entry, fresh))
+
+    def _on_table_store(self, va: int, page: int) -> None:
+        """A store is about to land in a page of live descriptors: keep the page's
+        bytes, stop right after the instruction and compare (in ``_apply_pending``)."""
+        pc = self.pc
+        index = self.index_at(pc)
+        if any(store[0] == index for store in self._table_stores):
+            # Stopping from inside a fill abandons the instruction; the second
+            # time round it must be let through, or it would never complete.
+            return
+        before = bytes(self.uc.mem_read(page, 0x1000))
+        live = {address: tuple(self.tlb.entries_using(address))
+                for address in range(page, page + 0x1000, 8)}
+        self._table_stores.append((index, pc, va, page, before, live))
+        self._flush_pending = True  # hand the page back read-only afterwards
+        self.uc.emu_stop()
+
+    def _compare_table_stores(self) -> None:
+        now = self.index_now()
+        done = [store for store in self._table_stores if store[0] < now]
+        # A store not executed yet (the stop came first) stays pending.
+        self._table_stores = [store for store in self._table_stores if store[0] >= now]
+        for index, pc, va, page, before, live in done:
+            after = bytes(self.uc.mem_read(page, 0x1000))
+            for offset in range(0, 0x1000, 8):
+                old = int.from_bytes(before[offset:offset + 8], "little")
+                new = int.from_bytes(after[offset:offset + 8], "little")
+                if old == new:
+                    continue
+                address = page + offset
+                self._emit(DescriptorWrite(index, pc, self.mmu.fetch_pa(pc), self.el,
+                                           va, address, old, new, live[address]))
 
     # -- MMU-transition windows ----------------------------------------------
 
@@ -553,6 +589,8 @@ class Machine:
 
     def _apply_pending(self) -> None:
         uc = self.uc
+        if self._table_stores:
+            self._compare_table_stores()
         if self._flush_pending:
             self._flush_pending = False
             self.mmu.forget_registers()
@@ -571,6 +609,14 @@ class Machine:
         executed = self.index_now()
         c.executed = c.block_base = executed
         c.block_address = c.block_end = self.pc
+
+    def request_stop(self, stop: Stop) -> None:
+        """End the current run with ``stop`` (for devices, e.g. a program's exit).
+
+        Called from a hook; the run returns ``stop`` as soon as Unicorn stops.
+        """
+        self._stop = stop
+        self.uc.emu_stop()
 
     def run(self, until: Iterable[int] = (), max_insns: int = DEFAULT_MAX_INSNS) -> Stop:
         """Run until PC is one of ``until``, the total budget is spent, or the guest stops.
@@ -690,13 +736,13 @@ class Machine:
             spsr=pstate,
             vector=vector,
         )
-        self._enter_exception(taken)
+        self.take_exception(taken)
         self._last_vector = (vector, index)
         self._emit(ExceptionTaken(index, pc, self.mmu.fetch_pa(pc, fill.regime), from_el, cause,
                                   taken, fault))
         return None
 
-    def _enter_exception(self, taken: TakenException) -> None:
+    def take_exception(self, taken: TakenException) -> None:
         """Write the registers an exception entry writes, then jump to the vector."""
         uc = self.uc
         el = taken.to_el

@@ -53,12 +53,23 @@ def test_the_demo_shows_what_the_issue_promises() -> None:
 
 def test_a_load_address_in_xen_virt_starts_slot_is_refused_in_words() -> None:
     run = check(load_address=0x80_0000_0000)
-    assert run.verdict == "boot-failed"
+    assert run.verdict == "findings"  # identity-clash says why, and the boot refuses
     assert run.failure is not None and run.failure.meaning is not None
     assert run.failure.meaning.name == "BOOT_ERR_IDMAP_CLASH"
     assert "identity map" in run.failure.describe()
-    assert run.findings == []
+    assert {f.rule for f in run.findings} == {"identity-clash"}
+    assert "XEN" in run.findings[0].message
     assert run.exit_code == 1
+
+
+def test_the_pre_rework_layout_is_flagged_at_any_load_address() -> None:
+    pre_rework = {"XEN_VIRT_START": "0x200000", "FIXMAP_VIRT_START": "0x400000"}
+    for load_address in (0x4000_0000, 0x100_0000_0000):
+        image = build_image(HEAD_S, load_address=load_address, defines=pre_rework)
+        run = check_image(image)
+        rules = {f.rule for f in run.findings}
+        assert "layout-slot0" in rules
+        assert ("identity-clash" in rules) == (load_address < 0x80_0000_0000)
 
 
 @pytest.mark.parametrize("defect", DEFECTS, ids=[d.name for d in DEFECTS])

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from conftest import BLOCK, LOAD, PAGE, PROLOGUE, Tables, build_image, run_checked
+from conftest import (
+    BLOCK,
+    LOAD,
+    PAGE,
+    PROLOGUE,
+    CheckedRun,
+    Tables,
+    build_image,
+    run_checked,
+)
 
 from emu.machine import StopKind
 
@@ -286,3 +295,75 @@ def test_an_abort_during_boot_is_reported_with_syndrome_and_walk(tables: Tables)
     [finding] = run.findings
     assert finding.message.startswith("data abort: translation fault, level 0")
     assert any(line.startswith("L0 invalid") for line in finding.evidence)
+
+
+# -- live-descriptor-change and stale-tlb ----------------------------------------
+
+DATA_A, DATA_B = LOAD + 0x8000, LOAD + 0x9000
+
+
+def _leaf_tables(tables: Tables) -> int:
+    """Identity block for the code and tables; HIGH -> DATA_A through a level-3 page.
+    Returns the physical address of HIGH's level-3 descriptor."""
+    root = _identity(tables)
+    tables.map(root, HIGH, DATA_A | PAGE, 3)
+    [leaf] = [address for address, value in tables.entries.items() if value == DATA_A | PAGE]
+    return leaf
+
+
+def _rewrite(leaf: int, steps: str) -> str:
+    return ENABLE + f"""
+    ldr x3, ={HIGH:#x}
+    ldr x4, [x3]
+    ldr x5, ={leaf:#x}
+    ldr x6, ={DATA_B | PAGE:#x}
+{steps}
+    ldr x7, [x3]
+"""
+
+
+def _prepared(tables: Tables, steps: str) -> CheckedRun:
+    leaf = _leaf_tables(tables)
+    image = build_image(_program(_rewrite(leaf, steps)), tables)
+    payload = bytearray(image.payload)
+    payload[DATA_A - LOAD:DATA_A - LOAD + 8] = (0xAAAA).to_bytes(8, "little")
+    payload[DATA_B - LOAD:DATA_B - LOAD + 8] = (0xBBBB).to_bytes(8, "little")
+    image.payload = bytes(payload)
+    return run_checked(image, "done")
+
+
+def test_replacing_a_live_descriptor_directly_fires(tables: Tables) -> None:
+    run = _prepared(tables, "    str x6, [x5]\n    dsb ish\n    tlbi alle2\n    dsb ish\n    isb")
+    assert run.stop.kind is StopKind.ARRIVED, run.stop.message
+    assert run.rules == {"live-descriptor-change"}
+    [finding] = run.findings
+    assert "without break-before-make" in finding.message
+    assert finding.evidence and f"VA {HIGH:#x}" in finding.evidence[0]
+    assert run.machine.reg("x7") == 0xBBBB  # after the TLBI the new mapping applies
+
+
+def test_break_before_make_is_silent(tables: Tables) -> None:
+    steps = """    str xzr, [x5]
+    dsb ish
+    tlbi alle2
+    dsb ish
+    str x6, [x5]
+    dsb ish
+    isb"""
+    run = _prepared(tables, steps)
+    assert run.stop.kind is StopKind.ARRIVED, run.stop.message
+    assert run.findings == []
+    assert run.machine.reg("x4") == 0xAAAA and run.machine.reg("x7") == 0xBBBB
+
+
+def test_using_a_translation_after_its_break_without_tlbi_fires_stale_tlb(
+    tables: Tables,
+) -> None:
+    run = _prepared(tables, "    str xzr, [x5]\n    dsb ish\n    isb")
+    assert run.stop.kind is StopKind.ARRIVED, run.stop.message
+    assert run.rules == {"stale-tlb"}
+    [finding] = run.findings
+    assert f"read of VA {HIGH:#x} through a TLB entry to PA {DATA_A:#x}" in finding.message
+    assert "translation fault, level 3" in finding.message
+    # The hardware may still use the entry: the run goes on as if it did.
+    assert run.machine.reg("x7") == 0xAAAA

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from emu.events import SysRegWrite
+from emu.image import BootImage
 from emu.machine import MachineObserver, Stop
 from emu.mmu.regime import TranslationRegime, regime_asid
 from emu.mmu.tlb import TlbEntry, TlbModel
@@ -50,6 +51,10 @@ class CheckContext:
 
     def __init__(self, machine: Machine) -> None:
         self._machine = machine
+
+    @property
+    def image(self) -> BootImage:
+        return self._machine.image
 
     @property
     def tlb(self) -> TlbModel:

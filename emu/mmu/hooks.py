@@ -58,6 +58,8 @@ REGIME_FIELD_OF: dict[str, tuple[RegimeName, str]] = {
 SOFTMMU_PAGE = 1024
 
 _ACCESS_OF_UC = {UC_MEM_FETCH: Access.FETCH, UC_MEM_WRITE: Access.WRITE}
+_PROT_OF_ACCESS = {Access.READ: UC_PROT_READ, Access.WRITE: UC_PROT_WRITE,
+                   Access.FETCH: UC_PROT_EXEC}
 
 
 def regime_for_el(el: int) -> RegimeName:
@@ -85,6 +87,11 @@ class MmuUnit:
         self.pa_bits = pa_range_bits(uc.reg_read(UC_ARM64_REG_CP_REG, cp_reg("ID_AA64MMFR0_EL1")))
         self._cached: dict[RegimeName, TranslationRegime] = {}
         self.first_fault: FillFault | None = None
+        # Set by the machine: told of a stale TLB entry being used, and of a
+        # store about to land in a page of live descriptors.
+        self.on_stale: Callable[[TlbEntry, Translation | Fault, int, Access], None] = (
+            lambda *_: None)
+        self.on_table_store: Callable[[int, int], None] = lambda *_: None
         self.fills = 0
 
     # -- state ---------------------------------------------------------------
@@ -138,12 +145,27 @@ class MmuUnit:
     # -- the Unicorn hook ----------------------------------------------------
 
     def on_tlb_fill(self, uc: Uc, va: int, uc_access: int, entry, _user_data) -> bool:
-        """UC_HOOK_TLB_FILL: translate VA for Unicorn, or refuse (a fault)."""
+        """UC_HOOK_TLB_FILL: translate VA for Unicorn, or refuse (a fault).
+
+        The architectural TLB comes first: an entry made since the last
+        invalidation is what the hardware may still use, even when the tables
+        now say otherwise (that use is reported as stale).  Stores to pages
+        holding live descriptors are reported before they happen, and such
+        pages are handed to Unicorn read-only so the next store comes back here.
+        """
         self.fills += 1
         el = self.current_el()
         regime = self.regime(regime_for_el(el))
         access = _ACCESS_OF_UC.get(uc_access, Access.READ)
         result = translate(regime, self.read_descriptor, va, access, el0=(el == 0))
+        cached = self.tlb.lookup(regime.name.value, va) if regime.mmu_enabled else None
+        if cached is not None and cached.usable_with(regime_asid(regime)):
+            fresh_pa = result.pa & PAGE_MASK if isinstance(result, Translation) else None
+            if fresh_pa != cached.pa_page and cached.perms & _PROT_OF_ACCESS[access]:
+                self.on_stale(cached, result, va, access)
+                entry.paddr = cached.pa_page | (va & ~PAGE_MASK & ~(SOFTMMU_PAGE - 1))
+                entry.perms = cached.perms
+                return True
         if isinstance(result, Fault):
             if self.first_fault is None:
                 self.first_fault = FillFault(result, regime, el)
@@ -159,6 +181,11 @@ class MmuUnit:
         # maps the 1 KiB page holding VA, so it needs that page's PA, not the 4 KiB one.
         entry.paddr = result.pa & ~(SOFTMMU_PAGE - 1)
         entry.perms = perms
+        if access is not Access.FETCH and self.tlb.is_table_page(result.pa):
+            if access is Access.WRITE:
+                self.on_table_store(va, result.pa & PAGE_MASK)
+            else:
+                entry.perms = perms & ~UC_PROT_WRITE
         if regime.mmu_enabled:
             self.tlb.insert(
                 TlbEntry(
@@ -172,6 +199,8 @@ class MmuUnit:
                     made_at=self._index_now(),
                     executable=result.executable,
                     writable=result.writable,
+                    perms=perms,
+                    descriptors=tuple(step.descriptor_address for step in result.steps),
                 )
             )
         return True

@@ -31,6 +31,8 @@ class TlbEntry:
     made_at: int
     executable: bool
     writable: bool
+    perms: int = 0  # the softmmu permissions (UC_PROT_*) the translation granted
+    descriptors: tuple[int, ...] = ()  # physical addresses of the descriptors walked
 
     def usable_with(self, asid: int | None) -> bool:
         """Whether the CPU may use this entry while ``asid`` is current."""
@@ -43,13 +45,37 @@ class TlbModel:
     def __init__(self) -> None:
         self._entries: dict[tuple[str, int], TlbEntry] = {}
         self._known: set[str] = set()
+        # 4 KiB pages holding descriptors that live entries were walked from,
+        # with how many entries depend on each.
+        self._table_pages: dict[int, int] = {}
+
+    def is_table_page(self, pa: int) -> bool:
+        """Whether a physical page holds descriptors some live entry was walked from."""
+        return self._table_pages.get(pa & PAGE_MASK, 0) > 0
+
+    def entries_using(self, descriptor_address: int) -> list[TlbEntry]:
+        """Live entries whose walk read the descriptor at this physical address."""
+        return [e for e in self._entries.values() if descriptor_address in e.descriptors]
+
+    def _count_tables(self, entry: TlbEntry, delta: int) -> None:
+        for page in {address & PAGE_MASK for address in entry.descriptors}:
+            self._table_pages[page] = self._table_pages.get(page, 0) + delta
+
+    def _drop(self, keys: list[tuple[str, int]]) -> int:
+        for key in keys:
+            self._count_tables(self._entries.pop(key), -1)
+        return len(keys)
 
     def is_known(self, regime: str) -> bool:
         """True once an invalidate-all has cleared whatever reset left behind."""
         return regime in self._known
 
     def insert(self, entry: TlbEntry) -> None:
-        self._entries[(entry.regime, entry.va_page)] = entry
+        key = (entry.regime, entry.va_page)
+        if key in self._entries:
+            self._drop([key])
+        self._entries[key] = entry
+        self._count_tables(entry, +1)
 
     def entries(self, regime: str) -> list[TlbEntry]:
         return [e for (r, _), e in self._entries.items() if r == regime]
@@ -60,10 +86,8 @@ class TlbModel:
     def invalidate_all(self, regime: str) -> int:
         """TLBI ALLE2 / VMALLE1 and friends: drop every entry of the regime."""
         doomed = [key for key in self._entries if key[0] == regime]
-        for key in doomed:
-            del self._entries[key]
         self._known.add(regime)
-        return len(doomed)
+        return self._drop(doomed)
 
     def invalidate_va(self, regime: str, va: int, asid: int | None = None) -> int:
         """TLBI VAE2 / VAE1 and friends: drop the entries that cover VA.
@@ -78,18 +102,14 @@ class TlbModel:
             and (e.va_page & ~(e.size - 1)) <= va < (e.va_page & ~(e.size - 1)) + e.size
             and (asid is None or e.asid is None or e.asid == asid)
         ]
-        for key in doomed:
-            del self._entries[key]
-        return len(doomed)
+        return self._drop(doomed)
 
     def invalidate_asid(self, regime: str, asid: int) -> int:
         """TLBI ASIDE1: drop the non-global entries of one ASID."""
         doomed = [
             key for key, e in self._entries.items() if e.regime == regime and e.asid == asid
         ]
-        for key in doomed:
-            del self._entries[key]
-        return len(doomed)
+        return self._drop(doomed)
 
     def apply_tlbi(self, operation: str, operand: int) -> int:
         """Carry out a TLBI by name (``"TLBI ALLE2IS"``) on the model; returns entries dropped.
