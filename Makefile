@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml emu/_blockcount.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,plot]'
 	touch $@
 
 # Debian packages: cpp for the preprocessor, GNU as/gcc as reference assembler.

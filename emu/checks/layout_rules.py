@@ -7,10 +7,17 @@ the image's entry, once, when the run ends.
 
 from __future__ import annotations
 
+import weakref
+
+from emu.assembler import Program
 from emu.checks.base import Check
 from emu.image import BootImage
 from emu.layout import SLOT_SHIFT, Layout, LayoutError, layout_from_macros
 from emu.machine import Stop
+
+# Layouts already read, per program (by identity; a Program is not hashable):
+# a sweep boots one program thousands of times.
+_LAYOUTS: dict[int, tuple[weakref.ref[Program], Layout | None]] = {}
 
 
 def image_layout(image: BootImage) -> Layout | None:
@@ -18,10 +25,16 @@ def image_layout(image: BootImage) -> Layout | None:
     program = image.program
     if program is None:
         return None
+    cached = _LAYOUTS.get(id(program))
+    if cached is not None and cached[0]() is program:
+        return cached[1]
     try:
-        return layout_from_macros(program.defines, name=image.name)
+        layout: Layout | None = layout_from_macros(program.defines, name=image.name)
     except LayoutError:
-        return None
+        layout = None
+    key = id(program)
+    _LAYOUTS[key] = (weakref.ref(program, lambda _: _LAYOUTS.pop(key, None)), layout)
+    return layout
 
 
 class IdentityClash(Check):
