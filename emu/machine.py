@@ -71,6 +71,7 @@ from emu.exceptions import (
     TakenException,
     abort_syndrome,
     entry_pstate,
+    memory_operand_address,
     target_el,
     vector_offset,
 )
@@ -702,8 +703,9 @@ class Machine:
         Returns None when the abort was taken (the run goes on at the vector),
         else the Stop that reports it.
         """
-        uc, fault = self.uc, fill.fault
+        uc = self.uc
         pc, index = self.pc, self.index_now()
+        fault = replace(fill.fault, va=self._faulting_address(fill.fault, pc))
         from_el = fill.el
         to_el = target_el(fill.regime.name.value, from_el)
         what = "instruction abort" if fault.access is Access.FETCH else "data abort"
@@ -741,6 +743,26 @@ class Machine:
         self._emit(ExceptionTaken(index, pc, self.mmu.fetch_pa(pc, fill.regime), from_el, cause,
                                   taken, fault))
         return None
+
+    def _faulting_address(self, fault: Fault, pc: int) -> int:
+        """The exact VA an abort is about, for FAR.
+
+        Unicorn hands the fill hook only the 1 KiB page of the access.  A fetch
+        faults at the PC itself; for a load or store the address is worked out
+        from the instruction's memory operand, and kept only if it lies in that
+        page (otherwise the page address is the best there is).
+        """
+        page = fault.va & ~(SOFTMMU_PAGE - 1)
+        if fault.access is Access.FETCH:
+            return pc if pc & ~(SOFTMMU_PAGE - 1) == page else fault.va
+        pa = self.mmu.fetch_pa(pc)
+        if pa is None:
+            return fault.va
+        word = self.uc.mem_read(pa, 4)
+        address = memory_operand_address(word, pc, self.uc)
+        if address is not None and address & ~(SOFTMMU_PAGE - 1) == page:
+            return address
+        return fault.va
 
     def take_exception(self, taken: TakenException) -> None:
         """Write the registers an exception entry writes, then jump to the vector."""
