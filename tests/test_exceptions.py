@@ -115,3 +115,15 @@ def test_without_a_vector_the_run_stops_with_the_walk(name: str, access: str, va
     assert "VBAR_EL2 is 0" in stop.message
     assert f"{va + (0x5A8 if '#0x5a8' in access else 0):#x}" in stop.message
     assert stop.detail and stop.detail[0].startswith("L0"), stop.detail
+
+
+def test_a_walk_into_missing_memory_is_an_external_abort_on_the_walk() -> None:
+    tables = _tables()
+    root = LOAD + 0x1000
+    tables.entries[root + 8 * 2] = 0x7000_0000_000 | 0b11  # slot 2 -> a table where no RAM is
+    va = 0x100_0000_0000
+    image = build_image(_program("ldr x3, [x2]", va), tables)
+    run = run_checked(image, "done")
+    assert run.stop.kind is StopKind.ARRIVED, run.stop.message
+    # DFSC 0b0101LL: synchronous external abort on a walk, at level 1.
+    assert run.machine.reg("x10") == (EC_DABT_SAME << 26) | IL | 0b010101

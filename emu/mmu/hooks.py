@@ -21,7 +21,7 @@ from unicorn.unicorn import Uc, UcError
 
 from emu.mmu.regime import RegimeName, TranslationRegime, regime_asid
 from emu.mmu.tlb import PAGE_MASK, TlbEntry, TlbModel
-from emu.mmu.walk import Access, Fault, Translation, translate
+from emu.mmu.walk import Access, Fault, Translation, WalkReadError, translate
 from emu.sysregs import pa_range_bits, sysreg_encoding
 
 
@@ -127,11 +127,12 @@ class MmuUnit:
     # -- walks ---------------------------------------------------------------
 
     def read_descriptor(self, pa: int) -> int:
-        """Read a 64-bit descriptor; memory that is not there reads as an invalid one."""
+        """Read a 64-bit descriptor.  A walk into memory that is not there is a
+        synchronous external abort on the walk, which the walker reports."""
         try:
             return int.from_bytes(self._uc.mem_read(pa, 8), "little")
         except UcError:
-            return 0
+            raise WalkReadError(f"no memory at PA {pa:#x}") from None
 
     def translate(
         self, va: int, access: Access = Access.READ, regime: TranslationRegime | None = None
