@@ -54,6 +54,18 @@ class Address(click.ParamType):
         return number
 
 
+def define_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """-D NAME=VALUE, repeatable, into ``defines``."""
+    return click.option("-D", "--define", "defines", multiple=True, metavar="NAME=VALUE",
+                        help=help_text)
+
+
+def include_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """-I DIR, repeatable, into ``include_dirs``."""
+    return click.option("-I", "--include", "include_dirs", multiple=True,
+                        type=click.Path(file_okay=False, path_type=Path), help=help_text)
+
+
 def _defines(values: tuple[str, ...]) -> dict[str, str]:
     defines: dict[str, str] = {}
     for text in values:
@@ -133,12 +145,9 @@ def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
                           "[default: 0x40000000, or the RAM base]; for an arm64 Image, the "
                           "2 MiB-aligned base it goes text_offset above [default: the RAM "
                           "base].  ELF files load at their segments' addresses."),
-        click.option("-D", "--define", "defines", multiple=True, metavar="NAME=VALUE",
-                     help="Preprocessor definition, e.g. -D XEN_VIRT_START=0x200000 "
-                          "(repeatable; sources only)."),
-        click.option("-I", "--include", "include_dirs", multiple=True,
-                     type=click.Path(file_okay=False, path_type=Path),
-                     help="Extra include directory for #include (repeatable; sources only)."),
+        define_option("Preprocessor definition, e.g. -D XEN_VIRT_START=0x200000 "
+                      "(repeatable; sources only)."),
+        include_option("Extra include directory for #include (repeatable; sources only)."),
         click.option("--symbols", type=file_type, default=None, metavar="ELF",
                      help="Name a raw or Image file's addresses with this ELF build's "
                           "symbols (physical and virtual)."),
@@ -389,11 +398,8 @@ def _layout_preset_option(multiple: bool) -> Callable[..., Any]:
 @main.command()
 @click.argument("source", required=False, default=str(BUNDLED_SOURCE),
                 type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-D", "--define", "defines", multiple=True, metavar="NAME=VALUE",
-              help="Preprocessor definition, applied after the preset's (repeatable).")
-@click.option("-I", "--include", "include_dirs", multiple=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Extra include directory for #include (repeatable).")
+@define_option("Preprocessor definition, applied after the preset's (repeatable).")
+@include_option("Extra include directory for #include (repeatable).")
 @_layout_preset_option(multiple=False)
 @click.option("--identity-slots", type=click.IntRange(0, 512), default=None, metavar="N",
               help="Level-0 slots kept free for identity maps [default: the preset's, else "
@@ -480,11 +486,8 @@ def layout(source: Path, defines: tuple[str, ...], include_dirs: tuple[Path, ...
                    "or a preset: qemu-virt, juno-bank2, above-1tib, slot1 (1 GiB stride), "
                    "first-2tib (512 MiB stride).")
 @_layout_preset_option(multiple=True)
-@click.option("-D", "--define", "defines", multiple=True, metavar="NAME=VALUE",
-              help="Preprocessor definition, applied after each preset's (repeatable).")
-@click.option("-I", "--include", "include_dirs", multiple=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Extra include directory for #include (repeatable).")
+@define_option("Preprocessor definition, applied after each preset's (repeatable).")
+@include_option("Extra include directory for #include (repeatable).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
               help="Worker processes [default: one per CPU].")
 @click.option("--until", default=DEFAULT_TARGET, show_default=True, metavar="SYMBOL|ADDR",
@@ -604,11 +607,8 @@ def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
 @main.command("asm")
 @click.argument("source", required=False, default=str(BUNDLED_SOURCE),
                 type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-D", "--define", "defines", multiple=True, metavar="NAME=VALUE",
-              help="Preprocessor definition, e.g. -D XEN_VIRT_START=0x200000 (repeatable).")
-@click.option("-I", "--include", "include_dirs", multiple=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Extra include directory for #include and .include (repeatable).")
+@define_option("Preprocessor definition, e.g. -D XEN_VIRT_START=0x200000 (repeatable).")
+@include_option("Extra include directory for #include and .include (repeatable).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the flat binary here (what objcopy -O binary gives: all sections "
                    "from the link address, without a trailing .bss).")

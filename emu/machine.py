@@ -444,8 +444,7 @@ class Machine:
             # time round it must be let through, or it would never complete.
             return
         before = bytes(self.uc.mem_read(page, 0x1000))
-        live = {address: tuple(self.tlb.entries_using(address))
-                for address in range(page, page + 0x1000, 8)}
+        live = self.tlb.entries_by_descriptor(page)
         self._table_stores.append((index, pc, va, page, before, live))
         self._flush_pending = True  # hand the page back read-only afterwards
         self.uc.emu_stop()
@@ -464,7 +463,7 @@ class Machine:
                     continue
                 address = page + offset
                 self._emit(DescriptorWrite(index, pc, self.mmu.fetch_pa(pc), self.el,
-                                           va, address, old, new, live[address]))
+                                           va, address, old, new, live.get(address, ())))
 
     # -- MMU-transition windows ----------------------------------------------
 

@@ -53,9 +53,14 @@ class TlbModel:
         """Whether a physical page holds descriptors some live entry was walked from."""
         return self._table_pages.get(pa & PAGE_MASK, 0) > 0
 
-    def entries_using(self, descriptor_address: int) -> list[TlbEntry]:
-        """Live entries whose walk read the descriptor at this physical address."""
-        return [e for e in self._entries.values() if descriptor_address in e.descriptors]
+    def entries_by_descriptor(self, page: int) -> dict[int, tuple[TlbEntry, ...]]:
+        """For each descriptor address in a 4 KiB page, the live entries walked through it."""
+        found: dict[int, list[TlbEntry]] = {}
+        for entry in self._entries.values():
+            for address in entry.descriptors:
+                if address & PAGE_MASK == page:
+                    found.setdefault(address, []).append(entry)
+        return {address: tuple(entries) for address, entries in found.items()}
 
     def _count_tables(self, entry: TlbEntry, delta: int) -> None:
         for page in {address & PAGE_MASK for address in entry.descriptors}:
