@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from emu.checker import CheckRun
-from emu.checks import ALL_CHECKS
 from emu.events import Event, MmuDisable, MmuEnable, SysRegWrite, TransitionWindow, TtbrWrite
 from emu.mmu.regime import TranslationRegime
 from emu.mmu.tlb import PAGE_MASK
 from emu.trace import Disassembler
-
-TIMELINE_KINDS = (SysRegWrite,)
-RULE_TITLES = {cls.rule_id: cls.title for cls in ALL_CHECKS}
 
 
 def regime_state(regime: TranslationRegime) -> str:

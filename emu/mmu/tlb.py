@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from emu.sysregs import tlbi_scope
+
 PAGE_MASK = ~0xFFF
 
 
@@ -119,24 +121,24 @@ class TlbModel:
     def apply_tlbi(self, operation: str, operand: int) -> int:
         """Carry out a TLBI by name (``"TLBI ALLE2IS"``) on the model; returns entries dropped.
 
-        The inner-shareable forms act like the local ones: the model has one PE.
-        Operand layout for the by-VA forms: VA[55:12] in bits [43:0], ASID in [63:48].
+        Its reach comes from :func:`emu.sysregs.tlbi_scope`.  The inner-shareable
+        forms act like the local ones: the model has one PE.  Operand layout for
+        the by-VA forms: VA[55:12] in bits [43:0], ASID in [63:48].
         """
-        op = operation.removeprefix("TLBI ").removesuffix("IS").removesuffix("OS")
-        va = (operand & ((1 << 44) - 1)) << 12
-        if va & (1 << 55):
-            va |= 0xFF00_0000_0000_0000  # a TTBR1 address: bits above 55 copy bit 55
+        try:
+            scope = tlbi_scope(operation)
+        except ValueError:
+            return 0
+        if not scope.stage1:
+            return 0  # stage-2 only (IPAS2*): the model holds stage-1 entries
         asid = (operand >> 48) & 0xFFFF
-        if op in ("ALLE2", "ALLE3"):
-            return self.invalidate_all("EL2")
-        if op in ("VMALLE1", "ALLE1", "VMALLS12E1"):
-            return self.invalidate_all("EL1&0")
-        if op in ("VAE2", "VALE2"):
-            return self.invalidate_va("EL2", va)
-        if op in ("VAE1", "VALE1"):
-            return self.invalidate_va("EL1&0", va, asid)
-        if op in ("VAAE1", "VAALE1"):
-            return self.invalidate_va("EL1&0", va)
-        if op == "ASIDE1":
-            return self.invalidate_asid("EL1&0", asid)
+        if scope.everything:
+            return self.invalidate_all(scope.regime)
+        if scope.by_va:
+            va = (operand & ((1 << 44) - 1)) << 12
+            if va & (1 << 55):
+                va |= 0xFF00_0000_0000_0000  # a TTBR1 address: bits above 55 copy bit 55
+            return self.invalidate_va(scope.regime, va, asid if scope.by_asid else None)
+        if scope.by_asid:
+            return self.invalidate_asid(scope.regime, asid)
         return 0
