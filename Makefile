@@ -12,7 +12,7 @@ DEBIAN_TOOLS := binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu cpp
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml emu/_blockcount.c
+$(STAMP): pyproject.toml emu/machine/_blockcount.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,plot]'
@@ -50,4 +50,4 @@ lint: setup
 	$(VENV)/bin/ruff check emu tests bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info emu/*.so .pytest_cache
+	rm -rf $(VENV) build *.egg-info emu/*.so emu/*/*.so .pytest_cache

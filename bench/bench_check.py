@@ -25,11 +25,11 @@ from pathlib import Path
 from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, UC_PROT_ALL, Uc
 from unicorn import arm64_const as a64
 
-from emu.assembler import assemble_text
-from emu.checker import check_image
-from emu.image import BootImage, image_from_program
-from emu.machine import PSTATE_EL2H, SCR_EL3_BOOT, Machine
-from emu.mmu.hooks import cp_reg
+from emu.asm.assembler import assemble_text
+from emu.checks.run import check_image
+from emu.image.boot_image import BootImage, image_from_program
+from emu.machine.machine import PSTATE_EL2H, SCR_EL3_BOOT, Machine
+from emu.machine.mmu import cp_reg
 
 REPO = Path(__file__).resolve().parent.parent
 HEAD_S = REPO / "asm" / "head.S"

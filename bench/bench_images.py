@@ -27,12 +27,12 @@ from pathlib import Path
 from unicorn import UC_ARCH_ARM64, UC_HOOK_INTR, UC_MODE_ARM, UC_PROT_ALL, Uc
 from unicorn import arm64_const as a64
 
-from emu.checker import check_image
-from emu.devices import INTNO_UDEF, SYS_EXIT, SYS_EXIT_EXTENDED, Board
-from emu.image import BootImage
-from emu.loader import load_image
-from emu.machine import PSTATE_EL2H, SCR_EL3_BOOT, Machine, StopKind
-from emu.mmu.hooks import cp_reg
+from emu.board.devices import INTNO_UDEF, SYS_EXIT, SYS_EXIT_EXTENDED, Board
+from emu.board.spec import load_image
+from emu.checks.run import check_image
+from emu.image.boot_image import BootImage
+from emu.machine.machine import PSTATE_EL2H, SCR_EL3_BOOT, Machine, StopKind
+from emu.machine.mmu import cp_reg
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "images"))

@@ -1,6 +1,6 @@
 """Benchmark: load-address sweep throughput with 1 and 2 worker processes.
 
-head.S is assembled once; then ``emu.sweep.sweep_program`` boots it at N load
+head.S is assembled once; then ``emu.analysis.sweep.sweep_program`` boots it at N load
 addresses (every 512 MiB from 0, all in level-0 slot 0, so every boot is a
 full clean boot to start_c) with 1 and with 2 processes.  The wall time
 includes starting the worker pool and shipping the program to it, not the
@@ -18,8 +18,8 @@ import platform
 import time
 from pathlib import Path
 
-from emu.assembler import assemble_file
-from emu.sweep import sweep_program
+from emu.analysis.sweep import sweep_program
+from emu.asm.assembler import assemble_file
 
 REPO = Path(__file__).resolve().parent.parent
 HEAD_S = REPO / "asm" / "head.S"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from emu.assembler import assemble_text
+from emu.asm.assembler import assemble_text
 from emu.checks import ALL_CHECKS, CheckContext
-from emu.image import BootImage
-from emu.machine import Machine
+from emu.image.boot_image import BootImage
+from emu.machine.machine import Machine
 
 REPO = Path(__file__).resolve().parent.parent
 HEAD_S = REPO / "asm" / "head.S"

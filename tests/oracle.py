@@ -56,7 +56,7 @@ from unicorn import UC_ARCH_ARM64, UC_HOOK_INTR, UC_MODE_ARM, Uc
 from unicorn import arm64_const as a64
 from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 
-from emu.sysregs import sysreg_encoding
+from emu.arch.sysregs import sysreg_encoding
 
 RAM_BASE = 0x4000_0000
 RAM_SIZE = 0x400_0000

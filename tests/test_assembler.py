@@ -1,4 +1,4 @@
-"""Tests of the assembler front-end's own behaviour (emu.assembler and its modules).
+"""Tests of the assembler front-end's own behaviour (emu.asm.assembler and its modules).
 
 Comparisons with GNU as are in test_assembler_gnu.py, the corpus of bad
 sources in test_assembler_bad.py, the ``bootemu asm`` command in
@@ -17,9 +17,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emu import asm_encode, asm_keystone, assembler
-from emu.asm_expr import ExpressionError, Value, evaluate
-from emu.assembler import (
+from emu.analysis.corpus import (
+    BUNDLED_DEFECTS,
+    Defect,
+    Edit,
+    apply_defect,
+    load_defects,
+    materialize,
+)
+from emu.asm import assembler
+from emu.asm import encode as asm_encode
+from emu.asm import keystone_runner as asm_keystone
+from emu.asm.assembler import (
     AssemblyError,
     KeystoneCrash,
     Program,
@@ -29,7 +38,7 @@ from emu.assembler import (
     eval_c_integer,
     parse_define,
 )
-from emu.mutate import BUNDLED_DEFECTS, Defect, Edit, apply_defect, load_defects, materialize
+from emu.asm.expr import ExpressionError, Value, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = ROOT / "asm" / "head.S"

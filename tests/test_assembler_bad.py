@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from emu import assembler
-from emu.assembler import AssemblyError, assemble_file
-from emu.cli import main
+from emu.asm import assembler
+from emu.asm.assembler import AssemblyError, assemble_file
+from emu.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = ROOT / "fixtures" / "asm" / "bad"
@@ -82,7 +82,7 @@ def test_bad_source_gives_exit_2_and_one_line(path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["keystone_crasher_lo12.S", "garbage.S", "empty.S"])
 def test_a_real_bootemu_process_exits_2(name: str, tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "emu.cli", "asm", str(BAD / name)],
+    result = subprocess.run([sys.executable, "-m", "emu.cli.main", "asm", str(BAD / name)],
                             capture_output=True, text=True, timeout=120,
                             env={"BOOTEMU_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2, result.stderr

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from emu import assembler
-from emu.assembler import assemble_file
-from emu.cli import main
+from emu.asm import assembler
+from emu.asm.assembler import assemble_file
+from emu.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = ROOT / "asm" / "head.S"

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from emu import assembler
-from emu.asm_keystone import encode
-from emu.assembler import Program, assemble_file, assemble_text
+from emu.asm import assembler
+from emu.asm.assembler import Program, assemble_file, assemble_text
+from emu.asm.keystone_runner import encode
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = ROOT / "asm" / "head.S"
@@ -180,7 +180,7 @@ def test_forms_corpus_equals_gnu(tmp_path: Path) -> None:
 KEYSTONE_GAPS: list[tuple[str, str]] = [
     (r"mrs x6, id_aa64mmfr2_el1",
      "keystone 0.9.2 does not know this register name: the front-end encodes MRS/MSR "
-     "from emu.sysregs (checked against GNU as)"),
+     "from emu.arch.sysregs (checked against GNU as)"),
     (r"msr pan, #1",
      "keystone does not know the PAN PSTATE field: encoded by the front-end"),
     (r"(csdb|ssbb|pssbb|sb|esb|bti c|paciasp|autiasp|udf #0)",
@@ -188,7 +188,7 @@ KEYSTONE_GAPS: list[tuple[str, str]] = [
      "these hints and barriers from a table"),
     (r"dc cvap, x8",
      "keystone emits no bytes at all, silently: the front-end encodes the SYS operation "
-     "from emu.sysregs"),
+     "from emu.arch.sysregs"),
     (r"adrp x\d+, \w+( \+ 8)?",
      "keystone computes adrp from page 0, not from the PC's page, at a non-zero base: "
      "the front-end encodes adrp itself"),

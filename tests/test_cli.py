@@ -9,9 +9,9 @@ from pathlib import Path
 
 from conftest import HEAD_S, REPO
 
-from emu.mutate import load_defects, materialize
+from emu.analysis.corpus import load_defects, materialize
 
-BOOTEMU = [sys.executable, "-m", "emu.cli"]
+BOOTEMU = [sys.executable, "-m", "emu.cli.main"]
 
 
 def bootemu(*args: str) -> subprocess.CompletedProcess[str]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from conftest import LOAD, PAGE, PROLOGUE, Tables, build_image, run_checked
 
-from emu.events import ExceptionTaken
-from emu.machine import Machine, StopKind
+from emu.machine.events import ExceptionTaken
+from emu.machine.machine import Machine, StopKind
 
 HIGH = 0x80_0000_0000
 DATA = LOAD + 0x8000

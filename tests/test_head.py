@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import HEAD_S, REPO
 
-from emu.checker import CheckRun, build_image, check_image
-from emu.events import MmuDisable, MmuEnable, TtbrWrite
-from emu.mutate import Defect, load_defects, materialize
+from emu.analysis.corpus import Defect, load_defects, materialize
+from emu.checks.run import CheckRun, build_image, check_image
+from emu.machine.events import MmuDisable, MmuEnable, TtbrWrite
 
 INCLUDE = HEAD_S.parent / "include"
 DEFECTS = load_defects(REPO / "fixtures" / "defects.toml")

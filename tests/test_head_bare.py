@@ -25,7 +25,7 @@ from unicorn.arm64_const import (
     UC_CPU_ARM64_MAX,
 )
 
-from emu.assembler import Program, assemble_file, eval_c_integer
+from emu.asm.assembler import Program, assemble_file, eval_c_integer
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = ROOT / "asm" / "head.S"

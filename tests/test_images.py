@@ -19,18 +19,19 @@ import pytest
 from conftest import LOAD, Tables
 from conftest import build_image as assemble_image
 
-from emu.checker import CheckRun, check_image
-from emu.devices import PSCI_NOT_SUPPORTED, Board
-from emu.events import MmuDisable, MmuEnable, SysRegWrite, TlbInvalidate, TtbrWrite
-from emu.fdt import FdtError, FdtNode, board_facts, boot_tree, decode, encode
-from emu.image import ImageError, parse_arm64_header
-from emu.loader import BootSpec, ImageKind, detect_kind, load_image, parse_ram
-from emu.machine import Machine, StopKind
+from emu.board.devices import PSCI_NOT_SUPPORTED, Board
+from emu.board.fdt import FdtError, FdtNode, board_facts, boot_tree, decode, encode
+from emu.board.spec import BootSpec, load_image, parse_ram
+from emu.checks.run import CheckRun, check_image
+from emu.image.boot_image import ImageError, parse_arm64_header
+from emu.image.load import ImageKind, detect_kind
+from emu.machine.events import MmuDisable, MmuEnable, SysRegWrite, TlbInvalidate, TtbrWrite
+from emu.machine.machine import Machine, StopKind
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "images"))
 from build import EL1_VIRT, EL2_LOAD, EL2_VIRT, Built, build, toolchain_missing  # noqa: E402
 
-BOOTEMU = [sys.executable, "-m", "emu.cli"]
+BOOTEMU = [sys.executable, "-m", "emu.cli.main"]
 needs_gcc = pytest.mark.skipif(toolchain_missing() is not None,
                                reason=toolchain_missing() or "")
 

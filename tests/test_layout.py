@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import HEAD_S
 
-from emu.assembler import assemble_file
-from emu.layout import (
+from emu.asm.assembler import assemble_file
+from emu.image.layout import (
     LAYOUT_PRESETS,
     SLOT_SIZE,
     Layout,
@@ -25,7 +25,7 @@ from emu.layout import (
     va_map,
 )
 
-BOOTEMU = [sys.executable, "-m", "emu.cli"]
+BOOTEMU = [sys.executable, "-m", "emu.cli.main"]
 GIB = 1 << 30
 TIB = 1 << 40
 

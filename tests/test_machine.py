@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from conftest import LOAD, PROLOGUE, Tables, build_image, run_checked
 
-from emu.events import MmuEnable, TlbInvalidate, TtbrWrite
-from emu.machine import Machine, StopKind
+from emu.machine.events import MmuEnable, TlbInvalidate, TtbrWrite
+from emu.machine.machine import Machine, StopKind
 
 HIGH = 0x80_0000_0000  # level-0 slot 1, aliased to LOAD by the tables below
 

@@ -16,10 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import HEAD_S, REPO
 
-from emu.assembler import assemble_file
-from emu.layout import LAYOUT_PRESETS
-from emu.mutate import load_defects, materialize
-from emu.sweep import (
+from emu.analysis.corpus import load_defects, materialize
+from emu.analysis.sweep import (
     LOAD_ADDRESS_PRESETS,
     MAX_ADDRESSES,
     SweepError,
@@ -31,8 +29,10 @@ from emu.sweep import (
     verdict_counts,
     verdict_runs,
 )
+from emu.asm.assembler import assemble_file
+from emu.image.layout import LAYOUT_PRESETS
 
-BOOTEMU = [sys.executable, "-m", "emu.cli"]
+BOOTEMU = [sys.executable, "-m", "emu.cli.main"]
 MIB = 1 << 20
 GIB = 1 << 30
 TIB = 1 << 40

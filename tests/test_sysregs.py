@@ -1,4 +1,4 @@
-"""Tests for emu.sysregs: encodings cross-checked against keystone and GNU as, decoders."""
+"""Tests for emu.arch.sysregs: encodings cross-checked against keystone and GNU as, decoders."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import keystone
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from emu.sysregs import (
+from emu.arch.sysregs import (
     SYS_OPS,
     SYSREGS,
     SysOpKind,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emu.mmu.tlb import TlbEntry, TlbModel
+from emu.arch.mmu.tlb import TlbEntry, TlbModel
 
 
 def entry(regime: str, va: int, asid: int | None = None) -> TlbEntry:

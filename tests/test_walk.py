@@ -1,4 +1,4 @@
-"""Tests for the stage-1 walker (emu.mmu.walk) and regime helpers (emu.mmu.regime).
+"""Tests for the stage-1 walker (emu.arch.mmu.walk) and regime helpers (emu.arch.mmu.regime).
 
 Translation tables are built by hand in a dict-backed fake physical memory.
 """
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emu.mmu.regime import (
+from emu.arch.mmu.regime import (
     Granule,
     RegimeName,
     TranslationRegime,
@@ -26,7 +26,7 @@ from emu.mmu.regime import (
     regime_walk_params,
     txsz_limits,
 )
-from emu.mmu.walk import (
+from emu.arch.mmu.walk import (
     Access,
     Fault,
     FaultKind,
@@ -853,7 +853,7 @@ class _QemuOracle:
         from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, Uc
         from unicorn import arm64_const as a64
 
-        from emu.sysregs import sysreg_encoding
+        from emu.arch.sysregs import sysreg_encoding
 
         self.a64 = a64
         self.uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)

@@ -8,7 +8,7 @@ import sys
 
 
 def bootemu(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "emu.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "emu.cli.main", *args], capture_output=True,
                           text=True, timeout=120)
 
 

@@ -10,7 +10,7 @@ PXNTable, ignored and software bits, EPD, TBI, ASIDs, SCTLR.WXN - and random
 VAs biased towards the mapped ones.  A smaller test does the same with the
 MMU off.  Each VA is judged three ways and the answers must agree exactly:
 
-1. :func:`emu.mmu.walk.translate` for read, write and fetch (and EL0 read,
+1. :func:`emu.arch.mmu.walk.translate` for read, write and fetch (and EL0 read,
    write and fetch in EL1&0);
 2. ``AT S1E2R/W`` (EL2) or ``AT S1E1R/W`` and ``AT S1E0R/W`` (EL1) run by the
    emulated CPU at that EL with the regime's registers: PAR_EL1's F bit, fault
@@ -84,8 +84,8 @@ from oracle import (
 )
 from unicorn import UcError
 
-from emu.mmu.regime import RegimeName, TranslationRegime
-from emu.mmu.walk import Access, Fault, Translation, WalkReadError, format_walk, translate
+from emu.arch.mmu.regime import RegimeName, TranslationRegime
+from emu.arch.mmu.walk import Access, Fault, Translation, WalkReadError, format_walk, translate
 
 MASK64 = (1 << 64) - 1
 
@@ -108,7 +108,7 @@ AF = 1 << 10
 
 
 # --------------------------------------------------------------------------
-# Geometry (Arm ARM D8 "translation table lookup"), independent of emu.mmu.regime
+# Geometry (Arm ARM D8 "translation table lookup"), independent of emu.arch.mmu.regime
 # --------------------------------------------------------------------------
 
 def gshift(granule: int) -> int:

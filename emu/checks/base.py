@@ -1,7 +1,7 @@
 """What every rule shares: the finding record, the context a rule may query,
 and the base class rules derive from.
 
-A rule is a :class:`~emu.machine.MachineObserver`: it sees events and closed
+A rule is a :class:`~emu.machine.machine.MachineObserver`: it sees events and closed
 MMU-transition windows as the machine produces them, while the machine's
 memory and TLB model still hold the state at that moment.
 """
@@ -11,15 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from emu.events import SysRegWrite
-from emu.image import BootImage
-from emu.machine import MachineObserver, Stop
-from emu.mmu.regime import TranslationRegime, regime_asid
-from emu.mmu.tlb import TlbEntry, TlbModel
-from emu.mmu.walk import Access, Fault, Translation
+from emu.arch.mmu.regime import TranslationRegime, regime_asid
+from emu.arch.mmu.tlb import TlbEntry, TlbModel
+from emu.arch.mmu.walk import Access, Fault, Translation
+from emu.image.boot_image import BootImage
+from emu.machine.events import SysRegWrite
+from emu.machine.machine import MachineObserver, Stop
 
 if TYPE_CHECKING:
-    from emu.machine import Machine
+    from emu.machine.machine import Machine
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from emu.arch.mmu.walk import Access, Translation
 from emu.checks.base import Check, describe_translation
-from emu.events import TransitionWindow
-from emu.mmu.walk import Access, Translation
+from emu.machine.events import TransitionWindow
 
 
 class FetchOutsideIdentity(Check):

@@ -1,7 +1,7 @@
 """identity-clash and layout-slot0: what the memory layout itself gets wrong.
 
 Both judge the image and its layout (the static virtual regions its sources
-declare, see :mod:`emu.layout`) rather than an instruction, so they report at
+declare, see :mod:`emu.image.layout`) rather than an instruction, so they report at
 the image's entry, once, when the run ends.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import weakref
 
-from emu.assembler import Program
+from emu.asm.assembler import Program
 from emu.checks.base import Check
-from emu.image import BootImage
-from emu.layout import SLOT_SHIFT, Layout, LayoutError, layout_from_macros
-from emu.machine import Stop
+from emu.image.boot_image import BootImage
+from emu.image.layout import SLOT_SHIFT, Layout, LayoutError, layout_from_macros
+from emu.machine.machine import Stop
 
 # Layouts already read, per program (by identity; a Program is not hashable):
 # a sweep boots one program thousands of times.

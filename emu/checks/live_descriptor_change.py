@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from emu.checks.base import Check
-from emu.events import DescriptorWrite, Event
+from emu.machine.events import DescriptorWrite, Event
 
 VALID = 1
 # Bits that make two valid descriptors different translations: the output

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from emu.checks.base import Check
-from emu.events import Event, UnsynchronizedFetch
+from emu.machine.events import Event, UnsynchronizedFetch
 
 
 class MissingIsb(Check):

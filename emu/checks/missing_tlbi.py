@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from emu.arch.mmu.walk import Translation
 from emu.checks.base import Check, describe_translation, live_entries
-from emu.events import Event, MmuEnable, TtbrWrite
-from emu.mmu.walk import Translation
+from emu.machine.events import Event, MmuEnable, TtbrWrite
 
 EXAMPLES = 3
 

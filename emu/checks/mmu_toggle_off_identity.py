@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from emu.arch.mmu.regime import regime_for_el
+from emu.arch.mmu.walk import Access, Translation
 from emu.checks.base import Check, describe_translation
-from emu.events import Event, MmuDisable, MmuEnable
-from emu.mmu.hooks import regime_for_el
-from emu.mmu.walk import Access, Translation
+from emu.machine.events import Event, MmuDisable, MmuEnable
 
 
 class MmuToggleOffIdentity(Check):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from emu.checks.base import Check
-from emu.events import Event, StaleTranslationUse
+from emu.machine.events import Event, StaleTranslationUse
 
 
 class StaleTlb(Check):

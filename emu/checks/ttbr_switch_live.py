@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from emu.arch.mmu.regime import regime_for_el
+from emu.arch.mmu.walk import Translation
 from emu.checks.base import Check, live_entries
-from emu.events import Event, TtbrWrite
-from emu.mmu.hooks import regime_for_el
-from emu.mmu.walk import Translation
+from emu.machine.events import Event, TtbrWrite
 
 EXAMPLES = 3
 

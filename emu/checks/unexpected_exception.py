@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from emu.arch.mmu.walk import format_walk
+from emu.arch.sysregs import describe_esr
 from emu.checks.base import Check
-from emu.events import Event, ExceptionTaken
-from emu.mmu.walk import format_walk
-from emu.sysregs import describe_esr
+from emu.machine.events import Event, ExceptionTaken
 
 
 class UnexpectedException(Check):

@@ -1,0 +1,396 @@
+"""Many checked boots of one program: the same image at many load addresses, in parallel.
+
+The source is assembled once, in the calling process; the :class:`Program`
+is handed to worker processes (once per worker, through the pool's
+initializer), and each worker places it at its load addresses and boots it
+with :func:`emu.checks.run.check_image`.  One boot of ``asm/head.S`` takes a few
+milliseconds, so work goes out in chunks of addresses to keep the pool's own
+overhead small.
+
+Load addresses are given as a preset name (:data:`LOAD_ADDRESS_PRESETS`), a
+range ``START:END[:STEP]`` or a comma-separated list of those and single
+addresses (:func:`parse_load_addresses`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from emu.asm.assembler import Program, assemble_file
+from emu.checks.run import DEFAULT_LOAD_ADDRESS, DEFAULT_TARGET, CheckRun, check_image
+from emu.image.boot_image import ImageError, image_from_program
+from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
+
+__all__ = [
+    "LOAD_ADDRESS_PRESETS",
+    "AddressPreset",
+    "SweepError",
+    "SweepResult",
+    "VerdictRun",
+    "cpu_pa_bits",
+    "parse_load_addresses",
+    "parse_size",
+    "sweep",
+    "sweep_program",
+    "verdict_counts",
+    "verdict_runs",
+]
+
+MIB = 1 << 20
+GIB = 1 << 30
+TIB = 1 << 40
+TWO_MIB = 2 * MIB
+DEFAULT_STEP = TWO_MIB
+# A sweep of more boots than this is almost certainly a typo in a RANGE
+# (a million boots is about an hour and a half on two cores).
+MAX_ADDRESSES = 1 << 20
+
+CLEAN = "clean"
+INCOMPLETE = "incomplete"
+BEYOND_PA_RANGE = "beyond-pa-range"
+ERROR = "error"
+BOOT_FAILED = "boot-failed"
+
+
+class SweepError(ValueError):
+    """Load addresses or sweep options that cannot be used (a user mistake)."""
+
+
+# --------------------------------------------------------------------------
+# Load addresses
+
+
+@dataclass(frozen=True)
+class AddressPreset:
+    """A named set of load addresses."""
+
+    name: str
+    description: str
+    addresses: tuple[int, ...]
+
+
+SLOT1_STRIDE = GIB
+
+LOAD_ADDRESS_PRESETS: dict[str, AddressPreset] = {
+    preset.name: preset
+    for preset in (
+        AddressPreset("qemu-virt", "QEMU's virt machine: RAM at 1 GiB", (0x4000_0000,)),
+        AddressPreset("juno-bank2", "Arm Juno's second DRAM bank, at 34 GiB",
+                      (0x8_8000_0000,)),
+        AddressPreset("above-1tib", "RAM at 1 TiB (level-0 slot 2)", (0x100_0000_0000,)),
+        AddressPreset(
+            "slot1",
+            "all of level-0 slot 1, [512 GiB, 1 TiB), one boot per GiB (512 boots; "
+            "every 2 MiB would be 262144)",
+            tuple(range(0x80_0000_0000, 0x100_0000_0000, SLOT1_STRIDE)),
+        ),
+        AddressPreset(
+            "first-2tib",
+            "[0, 2 TiB), one boot per 512 MiB (4096 boots, 1024 per level-0 slot)",
+            tuple(range(0, 2 * TIB, 512 * MIB)),
+        ),
+    )
+}
+
+_SIZE = re.compile(r"(?P<number>0[xX][0-9a-fA-F_]+|[0-9][0-9_]*)\s*(?P<unit>[KMGT]?)(?:i?B)?\Z",
+                   re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": MIB, "G": GIB, "T": TIB}
+
+
+def parse_size(text: str) -> int:
+    """An address or size: decimal or 0x hex, underscores allowed, optional K/M/G/T suffix.
+
+    ``0x4000_0000``, ``1G``, ``512MiB`` and ``2T`` are all accepted; units are
+    binary (``1G`` is 2**30).
+    """
+    match = _SIZE.match(text.strip())
+    if match is None:
+        raise SweepError(f"'{text}' is not an address (e.g. 0x40000000, 1G, 512M)")
+    return int(match.group("number"), 0) * _UNITS[match.group("unit").upper()]
+
+
+def _parse_range(text: str) -> list[int]:
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise SweepError(f"'{text}' is not a range: expected START:END or START:END:STEP")
+    start, end = parse_size(parts[0]), parse_size(parts[1])
+    step = parse_size(parts[2]) if len(parts) == 3 else DEFAULT_STEP
+    if step <= 0:
+        raise SweepError(f"range '{text}': the step must be positive")
+    for what, value in (("start", start), ("step", step)):
+        if value % TWO_MIB:
+            raise SweepError(f"range '{text}': {what} {value:#x} is not 2 MiB aligned "
+                             "(the arm64 boot protocol loads images at 2 MiB boundaries)")
+    if end <= start:
+        raise SweepError(f"range '{text}': END ({end:#x}) must be above START ({start:#x}); "
+                         "END is exclusive")
+    count = (end - start + step - 1) // step
+    if count > MAX_ADDRESSES:
+        raise SweepError(f"range '{text}' has {count} addresses, more than {MAX_ADDRESSES}; "
+                         "use a larger STEP")
+    return list(range(start, end, step))
+
+
+def parse_load_addresses(text: str) -> list[int]:
+    """Load addresses from a preset name, a ``START:END[:STEP]`` range, or a comma list.
+
+    A range's END is exclusive and STEP defaults to 2 MiB; START and STEP must
+    be 2 MiB aligned.  A list mixes presets, ranges and single addresses.
+    The result is sorted, without duplicates.
+    """
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip() or any(not item for item in items):
+        raise SweepError(f"'{text}': empty load address in the list")
+    addresses: set[int] = set()
+    for item in items:
+        if item in LOAD_ADDRESS_PRESETS:
+            addresses.update(LOAD_ADDRESS_PRESETS[item].addresses)
+        elif ":" in item:
+            addresses.update(_parse_range(item))
+        else:
+            try:
+                address = parse_size(item)
+            except SweepError:
+                raise SweepError(
+                    f"'{item}' is not an address, a START:END[:STEP] range or a preset "
+                    f"({', '.join(LOAD_ADDRESS_PRESETS)})") from None
+            if address % 4:
+                raise SweepError(f"load address {address:#x} is not 4-byte aligned")
+            addresses.add(address)
+        if len(addresses) > MAX_ADDRESSES:
+            raise SweepError(f"'{text}' gives more than {MAX_ADDRESSES} addresses")
+    for address in addresses:
+        if address >= 1 << 64:
+            raise SweepError(f"load address {address:#x} is outside the 64-bit address space")
+    return sorted(addresses)
+
+
+# --------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The outcome of one boot of a sweep."""
+
+    load_address: int
+    verdict: str  # clean, rule ids joined by '+', boot-failed:NAME, incomplete, beyond-pa-range
+    executed: int = 0
+    message: str = ""
+    failure_code: int | None = None
+    failure_name: str | None = None
+    rules: tuple[str, ...] = ()
+    layout: str | None = None
+
+    @property
+    def clean(self) -> bool:
+        return self.verdict == CLEAN
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "load_address": self.load_address,
+            "layout": self.layout,
+            "verdict": self.verdict,
+            "failure_code": self.failure_code,
+            "failure_name": self.failure_name,
+            "rules": list(self.rules),
+            "executed": self.executed,
+            "message": self.message,
+        }
+
+
+def result_of(run: CheckRun, load_address: int, layout: str | None = None) -> SweepResult:
+    """One sweep result from a checked boot."""
+    rules = tuple(sorted({finding.rule for finding in run.findings}))
+    code = name = None
+    if run.failure is not None:
+        # Kept whatever the verdict: a rule (identity-clash) may explain the failure.
+        code = run.failure.code
+        name = run.failure.meaning.name if run.failure.meaning else None
+    if run.findings:
+        verdict = "+".join(rules)
+        message = run.findings[0].message
+    elif run.failure is not None:
+        verdict = f"{BOOT_FAILED}:{name or f'code-{code}'}"
+        message = run.failure.describe()
+    elif not run.arrived:
+        verdict = INCOMPLETE
+        message = run.stop.message
+    else:
+        verdict = CLEAN
+        message = run.stop.message
+    return SweepResult(load_address=load_address, verdict=verdict, executed=run.executed,
+                       message=message, failure_code=code, failure_name=name, rules=rules,
+                       layout=layout)
+
+
+@dataclass(frozen=True)
+class VerdictRun:
+    """Consecutive results (in sweep order) with the same verdict."""
+
+    first: int  # first load address
+    last: int  # last load address
+    count: int
+    verdict: str
+
+
+def verdict_runs(results: Iterable[SweepResult]) -> list[VerdictRun]:
+    """Group consecutive results that share a verdict (sort the results by address first)."""
+    runs: list[VerdictRun] = []
+    for result in results:
+        if runs and runs[-1].verdict == result.verdict:
+            last = runs[-1]
+            runs[-1] = VerdictRun(last.first, result.load_address, last.count + 1, last.verdict)
+        else:
+            runs.append(VerdictRun(result.load_address, result.load_address, 1, result.verdict))
+    return runs
+
+
+def verdict_counts(results: Iterable[SweepResult]) -> dict[str, int]:
+    """How many results have each verdict, most frequent first."""
+    return dict(Counter(result.verdict for result in results).most_common())
+
+
+# --------------------------------------------------------------------------
+# Booting
+
+
+@dataclass(frozen=True)
+class _BootPlan:
+    """What every worker needs to boot the program at any load address."""
+
+    program: Program
+    include_dirs: tuple[Path, ...]
+    until: str | None
+    max_insns: int
+    pa_bits: int
+    layout: str | None
+
+
+def cpu_pa_bits(program: Program, include_dirs: Sequence[Path] = ()) -> int:
+    """The emulated CPU's physical address size (ID_AA64MMFR0_EL1.PARange) in bits."""
+    image = image_from_program(program, DEFAULT_LOAD_ADDRESS, include_dirs=list(include_dirs))
+    return Machine(image).mmu.pa_bits
+
+
+def _boot(plan: _BootPlan, load_address: int) -> SweepResult:
+    limit = 1 << plan.pa_bits
+    size = len(plan.program.code)
+    if load_address + size > limit:
+        # Unicorn would fault on the very first fetch (or fail to map RAM at
+        # all): the image cannot be in RAM the CPU can address.
+        return SweepResult(
+            load_address=load_address, verdict=BEYOND_PA_RANGE, layout=plan.layout,
+            message=f"image [{load_address:#x}, {load_address + size:#x}) lies beyond the "
+                    f"CPU's {plan.pa_bits}-bit physical address space (ends at {limit:#x})")
+    try:
+        image = image_from_program(plan.program, load_address,
+                                   include_dirs=list(plan.include_dirs))
+        run = check_image(image, until=plan.until, max_insns=plan.max_insns)
+    except ImageError as err:
+        return SweepResult(load_address=load_address, verdict=ERROR, message=str(err),
+                           layout=plan.layout)
+    return result_of(run, load_address, plan.layout)
+
+
+# The plan of a worker process, set once by the pool's initializer.
+_worker_plan: _BootPlan | None = None
+
+
+def _init_worker(plan: _BootPlan) -> None:
+    global _worker_plan
+    _worker_plan = plan
+
+
+def _boot_chunk(addresses: list[int]) -> list[SweepResult]:
+    assert _worker_plan is not None, "worker used before its initializer ran"
+    return [_boot(_worker_plan, address) for address in addresses]
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # fork starts a worker in about a millisecond and shares the parent's
+    # imports; elsewhere (macOS, Windows) spawn is the safe default.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def default_jobs() -> int:
+    """Worker processes by default: the CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def sweep_program(
+    program: Program,
+    load_addresses: Sequence[int],
+    *,
+    include_dirs: Sequence[Path] = (),
+    jobs: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    until: str | None = DEFAULT_TARGET,
+    max_insns: int = DEFAULT_MAX_INSNS,
+    layout: str | None = None,
+) -> list[SweepResult]:
+    """Boot an assembled program at each load address; results in the addresses' order.
+
+    ``jobs`` worker processes (default: one per CPU; 1 boots in this process).
+    ``progress`` is called with the number of boots finished since its last
+    call.  ``layout`` only labels the results.
+    """
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs < 1:
+        raise SweepError(f"jobs must be at least 1, not {jobs}")
+    plan = _BootPlan(program=program, include_dirs=tuple(Path(d) for d in include_dirs),
+                     until=until, max_insns=max_insns,
+                     pa_bits=cpu_pa_bits(program, include_dirs), layout=layout)
+    addresses = list(load_addresses)
+    if jobs == 1 or len(addresses) <= 1:
+        results = []
+        for address in addresses:
+            results.append(_boot(plan, address))
+            if progress is not None:
+                progress(1)
+        return results
+
+    jobs = min(jobs, len(addresses))
+    # Chunks small enough for a smooth progress bar and even load balancing,
+    # large enough that the pool's per-task cost (~0.1 ms) stays negligible.
+    chunk = max(1, min(64, len(addresses) // (jobs * 8)))
+    chunks = [addresses[i:i + chunk] for i in range(0, len(addresses), chunk)]
+    by_chunk: dict[int, list[SweepResult]] = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=_pool_context(),
+                             initializer=_init_worker, initargs=(plan,)) as pool:
+        futures = {pool.submit(_boot_chunk, part): index for index, part in enumerate(chunks)}
+        for future in as_completed(futures):
+            index = futures[future]
+            by_chunk[index] = future.result()
+            if progress is not None:
+                progress(len(chunks[index]))
+    return [result for index in range(len(chunks)) for result in by_chunk[index]]
+
+
+def sweep(
+    source: str | Path,
+    load_addresses: Sequence[int],
+    *,
+    defines: Mapping[str, str] | None = None,
+    include_dirs: Sequence[Path] = (),
+    jobs: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    until: str | None = DEFAULT_TARGET,
+    max_insns: int = DEFAULT_MAX_INSNS,
+    layout: str | None = None,
+) -> list[SweepResult]:
+    """Assemble ``source`` once, then boot it at each load address (see :func:`sweep_program`)."""
+    program = assemble_file(source, defines=defines, include_dirs=include_dirs)
+    return sweep_program(program, load_addresses, include_dirs=include_dirs, jobs=jobs,
+                         progress=progress, until=until, max_insns=max_insns, layout=layout)

@@ -1,0 +1,98 @@
+"""A boot as the command line (or a test) describes it: the file, how to place
+it, and the board around it.
+
+:class:`BootSpec` holds the file, its kind, where to load it, the symbols to
+borrow, and the board (entry EL, RAM, device tree, bootargs).
+:meth:`BootSpec.load` reads the file and returns the
+:class:`~emu.image.boot_image.BootImage` and the :class:`~emu.board.devices.Board`
+to boot it on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emu.board.devices import Board
+from emu.board.fdt import FdtError, board_facts, decode
+from emu.image.boot_image import BootImage, ImageError
+from emu.image.load import ImageKind, read_image
+
+_SIZE = re.compile(r"^\s*(0x[0-9a-f_]+|[0-9_]+)\s*([kmgt]i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """A number with an optional K/M/G/T suffix (binary units): ``128M``, ``0x8000000``."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"'{text}' is not a size (try 128M or 0x8000000)")
+    number = int(match.group(1).replace("_", ""), 0)
+    return number * _UNITS[(match.group(2) or "")[:1].lower()]
+
+
+def parse_ram(text: str) -> tuple[int, int]:
+    """``BASE:SIZE`` (e.g. ``0x40000000:128M``) as (base, size)."""
+    base, sep, size = text.partition(":")
+    if not sep:
+        raise ValueError(f"'{text}' is not BASE:SIZE (try 0x40000000:128M)")
+    ram = parse_size(base), parse_size(size)
+    if ram[1] == 0:
+        raise ValueError(f"'{text}': the RAM size is 0")
+    return ram
+
+
+@dataclass
+class BootSpec:
+    """Everything said about one boot: the file and how to place it, and the board."""
+
+    path: Path
+    kind: ImageKind | None = None
+    load_address: int | None = None
+    defines: dict[str, str] = field(default_factory=dict)
+    include_dirs: list[Path] = field(default_factory=list)
+    symbols: Path | None = None
+    el: int = 2
+    ram: tuple[int, int] | None = None
+    dtb: Path | None = None
+    bootargs: str | None = None
+
+    def load(self) -> tuple[BootImage, Board]:
+        """Read the file (and device tree, and symbols); :class:`ImageError` names the
+        file at fault."""
+        dtb = None
+        if self.dtb is not None:
+            dtb = self.dtb.read_bytes()
+            try:
+                facts = board_facts(decode(dtb))
+            except FdtError as err:
+                raise ImageError(f"{self.dtb}: {err}") from None
+            if self.ram is None and not facts.memory:
+                raise ImageError(f"{self.dtb}: the device tree has no memory node; "
+                                 "give the RAM with --ram BASE:SIZE")
+            if self.bootargs is not None:
+                raise ImageError(f"{self.dtb}: --bootargs goes into the generated device "
+                                 "tree; put it in your own tree's /chosen instead")
+        board = Board(ram=self.ram, el=self.el, dtb=dtb, bootargs=self.bootargs or "")
+        image = load_image(self.path, kind=self.kind, load_address=self.load_address,
+                           defines=self.defines, include_dirs=self.include_dirs,
+                           symbols=self.symbols, board=board)
+        return image, board
+
+
+def load_image(
+    path: str | Path,
+    *,
+    kind: ImageKind | str | None = None,
+    load_address: int | None = None,
+    defines: dict[str, str] | None = None,
+    include_dirs: list[Path] | None = None,
+    symbols: str | Path | None = None,
+    board: Board | None = None,
+) -> BootImage:
+    """Build a :class:`BootImage` from any kind of file, for ``board`` (default: QEMU
+    virt's RAM at EL2); see :func:`emu.image.load.read_image`."""
+    return read_image(path, ram=(board or Board()).ram_for(None), kind=kind,
+                      load_address=load_address, defines=defines,
+                      include_dirs=include_dirs, symbols=symbols)

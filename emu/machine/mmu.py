@@ -1,0 +1,202 @@
+"""Unicorn glue for the Python MMU model.
+
+Unicorn runs in ``UC_TLB_VIRTUAL`` mode: every guest access that misses its
+softmmu TLB calls :meth:`MmuUnit.on_tlb_fill`, and the Python walker decides
+the physical address and permissions - with the MMU off too (VA == PA).  The
+hook runs once per page per softmmu flush, not once per instruction, which is
+what keeps checking mode close to bare Unicorn speed.
+
+Successful walks with the MMU on become entries of the architectural
+:class:`~emu.arch.mmu.tlb.TlbModel`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from unicorn import UC_MEM_FETCH, UC_MEM_WRITE, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE
+from unicorn.arm64_const import UC_ARM64_REG_CP_REG, UC_ARM64_REG_PSTATE
+from unicorn.unicorn import Uc, UcError
+
+from emu.arch.mmu.regime import RegimeName, TranslationRegime, regime_asid, regime_for_el
+from emu.arch.mmu.tlb import PAGE_MASK, TlbEntry, TlbModel
+from emu.arch.mmu.walk import Access, Fault, Translation, WalkReadError, translate
+from emu.arch.sysregs import pa_range_bits, sysreg_encoding
+
+
+def cp_reg(name: str) -> tuple[int, int, int, int, int]:
+    """Unicorn's CP_REG key (crn, crm, op0, op1, op2) for a register name."""
+    op0, op1, crn, crm, op2 = sysreg_encoding(name)
+    return (crn, crm, op0, op1, op2)
+
+
+# The registers that make up each regime, in TranslationRegime field order.
+_REGIME_REGISTERS: dict[RegimeName, dict[str, str]] = {
+    RegimeName.EL2: {
+        "sctlr": "SCTLR_EL2",
+        "tcr": "TCR_EL2",
+        "ttbr0": "TTBR0_EL2",
+        "mair": "MAIR_EL2",
+    },
+    RegimeName.EL10: {
+        "sctlr": "SCTLR_EL1",
+        "tcr": "TCR_EL1",
+        "ttbr0": "TTBR0_EL1",
+        "ttbr1": "TTBR1_EL1",
+        "mair": "MAIR_EL1",
+    },
+}
+
+# Register name -> (regime, TranslationRegime field) for the registers above.
+REGIME_FIELD_OF: dict[str, tuple[RegimeName, str]] = {
+    reg: (regime, fieldname)
+    for regime, fields in _REGIME_REGISTERS.items()
+    for fieldname, reg in fields.items()
+}
+
+SOFTMMU_PAGE = 1024
+
+_ACCESS_OF_UC = {UC_MEM_FETCH: Access.FETCH, UC_MEM_WRITE: Access.WRITE}
+_PROT_OF_ACCESS = {Access.READ: UC_PROT_READ, Access.WRITE: UC_PROT_WRITE,
+                   Access.FETCH: UC_PROT_EXEC}
+
+
+@dataclass(frozen=True)
+class FillFault:
+    """A walk fault met while Unicorn filled its TLB, kept for the stop report."""
+
+    fault: Fault
+    regime: TranslationRegime
+    el: int
+
+
+class MmuUnit:
+    """The Python MMU of one machine: regime snapshots, walks, TLB fills."""
+
+    def __init__(self, uc: Uc, tlb: TlbModel, index_now: Callable[[], int]) -> None:
+        self._uc = uc
+        self.tlb = tlb
+        self._index_now = index_now
+        self._keys = {name: cp_reg(name) for name in REGIME_FIELD_OF}
+        self.pa_bits = pa_range_bits(uc.reg_read(UC_ARM64_REG_CP_REG, cp_reg("ID_AA64MMFR0_EL1")))
+        self._cached: dict[RegimeName, TranslationRegime] = {}
+        self.first_fault: FillFault | None = None
+        # Set by the machine: told of a stale TLB entry being used, and of a
+        # store about to land in a page of live descriptors.
+        self.on_stale: Callable[[TlbEntry, Translation | Fault, int, Access], None] = (
+            lambda *_: None)
+        self.on_table_store: Callable[[int, int], None] = lambda *_: None
+        self.fills = 0
+
+    # -- state ---------------------------------------------------------------
+
+    def current_el(self) -> int:
+        return (self._uc.reg_read(UC_ARM64_REG_PSTATE) >> 2) & 3
+
+    def read_sysreg(self, name: str) -> int:
+        key = self._keys.get(name) or cp_reg(name)
+        return self._uc.reg_read(UC_ARM64_REG_CP_REG, key)
+
+    def regime(self, name: RegimeName | None = None) -> TranslationRegime:
+        """Snapshot of a regime's registers (the current EL's by default)."""
+        name = name or regime_for_el(self.current_el())
+        cached = self._cached.get(name)
+        if cached is None:
+            values = {
+                fieldname: self.read_sysreg(reg)
+                for fieldname, reg in _REGIME_REGISTERS[name].items()
+            }
+            cached = TranslationRegime(name=name, pa_bits=self.pa_bits, **values)
+            self._cached[name] = cached
+        return cached
+
+    def remember(self, regime: TranslationRegime) -> None:
+        """Install the snapshot a register write is about to produce."""
+        self._cached[regime.name] = regime
+
+    def forget_registers(self) -> None:
+        """Drop cached snapshots; called after any register that shapes translation changes."""
+        self._cached.clear()
+
+    # -- walks ---------------------------------------------------------------
+
+    def read_descriptor(self, pa: int) -> int:
+        """Read a 64-bit descriptor.  A walk into memory that is not there is a
+        synchronous external abort on the walk, which the walker reports."""
+        try:
+            return int.from_bytes(self._uc.mem_read(pa, 8), "little")
+        except UcError:
+            raise WalkReadError(f"no memory at PA {pa:#x}") from None
+
+    def translate(
+        self, va: int, access: Access = Access.READ, regime: TranslationRegime | None = None
+    ) -> Translation | Fault:
+        return translate(regime or self.regime(), self.read_descriptor, va, access)
+
+    def fetch_pa(self, va: int, regime: TranslationRegime | None = None) -> int | None:
+        result = self.translate(va, Access.FETCH, regime)
+        return result.pa if isinstance(result, Translation) else None
+
+    # -- the Unicorn hook ----------------------------------------------------
+
+    def on_tlb_fill(self, uc: Uc, va: int, uc_access: int, entry, _user_data) -> bool:
+        """UC_HOOK_TLB_FILL: translate VA for Unicorn, or refuse (a fault).
+
+        The architectural TLB comes first: an entry made since the last
+        invalidation is what the hardware may still use, even when the tables
+        now say otherwise (that use is reported as stale).  Stores to pages
+        holding live descriptors are reported before they happen, and such
+        pages are handed to Unicorn read-only so the next store comes back here.
+        """
+        self.fills += 1
+        el = self.current_el()
+        regime = self.regime(regime_for_el(el))
+        access = _ACCESS_OF_UC.get(uc_access, Access.READ)
+        result = translate(regime, self.read_descriptor, va, access, el0=(el == 0))
+        cached = self.tlb.lookup(regime.name.value, va) if regime.mmu_enabled else None
+        if cached is not None and cached.usable_with(regime_asid(regime)):
+            fresh_pa = result.pa & PAGE_MASK if isinstance(result, Translation) else None
+            if fresh_pa != cached.pa_page and cached.perms & _PROT_OF_ACCESS[access]:
+                self.on_stale(cached, result, va, access)
+                entry.paddr = cached.pa_page | (va & ~PAGE_MASK & ~(SOFTMMU_PAGE - 1))
+                entry.perms = cached.perms
+                return True
+        if isinstance(result, Fault):
+            if self.first_fault is None:
+                self.first_fault = FillFault(result, regime, el)
+            return False
+        perms = 0
+        if result.el0_readable if el == 0 else result.readable:
+            perms |= UC_PROT_READ
+        if result.el0_writable if el == 0 else result.writable:
+            perms |= UC_PROT_WRITE
+        if result.el0_executable if el == 0 else result.executable:
+            perms |= UC_PROT_EXEC
+        # Unicorn's softmmu pages are 1 KiB (QEMU's smallest ARM page): the entry
+        # maps the 1 KiB page holding VA, so it needs that page's PA, not the 4 KiB one.
+        entry.paddr = result.pa & ~(SOFTMMU_PAGE - 1)
+        entry.perms = perms
+        if access is not Access.FETCH and self.tlb.is_table_page(result.pa):
+            if access is Access.WRITE:
+                self.on_table_store(va, result.pa & PAGE_MASK)
+            else:
+                entry.perms = perms & ~UC_PROT_WRITE
+        if regime.mmu_enabled:
+            self.tlb.insert(
+                TlbEntry(
+                    regime=regime.name.value,
+                    va_page=va & PAGE_MASK,
+                    pa_page=result.pa & PAGE_MASK,
+                    size=result.size,
+                    select=result.ttbr_select or 0,
+                    ttbr=regime.ttbr1 if result.ttbr_select == 1 else regime.ttbr0,
+                    asid=regime_asid(regime) if result.not_global else None,
+                    made_at=self._index_now(),
+                    executable=result.executable,
+                    writable=result.writable,
+                    perms=perms,
+                    descriptors=tuple(step.descriptor_address for step in result.steps),
+                )
+            )
+        return True
