@@ -25,20 +25,14 @@ from emu.analysis.corpus import (
     load_defects,
     materialize,
 )
-from emu.asm import assembler
+from emu.asm import assembler, preprocess
 from emu.asm import encode as asm_encode
 from emu.asm import keystone_runner as asm_keystone
-from emu.asm.assembler import (
-    AssemblyError,
-    KeystoneCrash,
-    Program,
-    SourceLocation,
-    assemble_file,
-    assemble_text,
-    eval_c_integer,
-    parse_define,
-)
+from emu.asm.assembler import assemble_file, assemble_text
 from emu.asm.expr import ExpressionError, Value, evaluate
+from emu.asm.preprocess import eval_c_integer, parse_define
+from emu.asm.program import Program
+from emu.asm.source import AssemblyError, KeystoneCrash, SourceLocation
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = ROOT / "asm" / "head.S"
@@ -520,7 +514,7 @@ def test_preprocessor_errors(tmp_path: Path) -> None:
 
 
 def test_missing_preprocessor_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(assembler.shutil, "which", lambda name: None)
+    monkeypatch.setattr(preprocess.shutil, "which", lambda name: None)
     with pytest.raises(AssemblyError, match="C preprocessor 'cpp' was not found"):
         assemble_text("nop\n", filename="x.S")
 
@@ -632,8 +626,8 @@ def test_a_thousand_assemblies_pay_once(monkeypatch: pytest.MonkeyPatch) -> None
     first = assemble_file(HEAD)
     calls = _forbid_keystone(monkeypatch)
     cpp_runs: list[object] = []
-    real_run = assembler.subprocess.run
-    monkeypatch.setattr(assembler.subprocess, "run",
+    real_run = preprocess.subprocess.run
+    monkeypatch.setattr(preprocess.subprocess, "run",
                         lambda *args, **kwargs: cpp_runs.append(args) or real_run(*args, **kwargs))
     started = time.perf_counter()
     for _ in range(1000):

@@ -19,7 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from emu.asm import assembler
-from emu.asm.assembler import AssemblyError, assemble_file
+from emu.asm.assembler import assemble_file
+from emu.asm.source import AssemblyError
 from emu.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from emu.asm import assembler
-from emu.asm.assembler import Program, assemble_file, assemble_text
+from emu.asm.assembler import assemble_file, assemble_text
 from emu.asm.keystone_runner import encode
+from emu.asm.program import Program
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = ROOT / "asm" / "head.S"

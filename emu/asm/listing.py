@@ -13,7 +13,7 @@ import bisect
 from pathlib import Path
 from typing import Any
 
-from emu.asm.assembler import Program, ProgramSection
+from emu.asm.program import Program, ProgramSection
 
 __all__ = ["format_listing", "program_json"]
 

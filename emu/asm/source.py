@@ -1,6 +1,9 @@
-"""Types shared by the assembler front-end's modules: locations and errors.
+"""Types shared by the assembler front-end's modules: source locations and errors.
 
-``emu.asm.assembler`` re-exports all of them; import them from there.
+:class:`SourceLocation` names a line of a source file, :class:`Origin` the
+statement behind an item (with the macro it came from), and
+:class:`AssemblyError` (with its subclass :class:`KeystoneCrash`) is the one
+error every stage of the front-end raises to its callers.
 """
 
 from __future__ import annotations

@@ -1,0 +1,301 @@
+"""Macros and repetitions: ``.macro``/``.endm``, ``.exitm``, ``.purgem``, ``.rept``/``.rep``,
+``.irp``, ``.irpc`` and ``.endr``.
+
+A definition's body is captured up to its matching ``.endm``/``.endr``;
+expanding it pushes a frame of statements onto the input, with arguments
+substituted as GNU as does (positional, keyword, ``:req``, ``:vararg`` and
+default arguments, ``\\param``, ``&param``, ``\\@`` and ``\\()``).  Every
+statement of an expansion keeps the location of the line that invoked the
+macro and of its line in the macro's body.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable, Mapping
+
+from emu.asm.reader.items import ReadError
+from emu.asm.reader.state import MAX_STATEMENTS, Frame, Macro, ReaderState
+from emu.asm.reader.syntax import LABEL, split_operands, split_statements
+from emu.asm.source import Origin
+
+__all__ = ["MACRO_DIRECTIVES", "MacroReading"]
+
+MAX_MACRO_DEPTH = 100  # GNU as's own limit ("macros nested too deeply")
+_REPEAT_OPENERS = (".rept", ".rep", ".irp", ".irpc")
+
+
+class MacroReading(ReaderState):
+    """Macro definitions, expansions and repetitions (see the module docstring)."""
+
+    def _capture(self, opener: Callable[[str], bool], closer: str, what: str,
+                 origin: Origin) -> list[tuple[Origin, str]]:
+        """Statements up to the matching ``closer``, from the current input only."""
+        frame = self._frames[-1]
+        body: list[tuple[Origin, str]] = []
+        depth = 1
+        while frame.pieces:
+            piece = frame.pieces.popleft()
+            text = piece[1]
+            stripped = text
+            while match := LABEL.match(stripped):
+                stripped = stripped[match.end():]
+            word = stripped.strip().split(None, 1)[0].lower() if stripped.strip() else ""
+            if opener(word):
+                depth += 1
+            elif word == closer:
+                depth -= 1
+                if depth == 0:
+                    return body
+            body.append(piece)
+        raise ReadError(what, origin, self._seq)
+
+    def _d_macro(self, name: str, operands: str, body: str) -> None:
+        origin = self._origin
+        match = re.match(r"([A-Za-z_.$][\w.$]*)\s*,?\s*(.*)\Z", operands, re.S)
+        macro_name = match.group(1) if match else ""
+        statements = self._capture(lambda word: word == ".macro", ".endm",
+                                   f"unexpected end of file in macro `{macro_name}' definition",
+                                   origin)
+        if match is None:
+            self._fail("Missing macro name")
+        assert match is not None
+        params = self._parameters(match.group(2), macro_name)
+        key = macro_name.lower()
+        if key in self._macros:
+            self._fail(f"Macro `{macro_name}' was already defined")
+        self._macros[key] = Macro(macro_name, params, statements, origin)
+
+    def _parameters(self, text: str, macro_name: str) -> list[tuple[str, str, str]]:
+        params: list[tuple[str, str, str]] = []
+        index = 0
+        text = text.strip()
+        while index < len(text):
+            match = re.match(r"\s*([A-Za-z_.$][\w.$]*)\s*", text[index:])
+            if match is None:
+                self._fail(f"Bad parameter list for macro `{macro_name}'")
+            assert match is not None
+            param = match.group(1)
+            index += match.end()
+            qualifier = ""
+            qualified = re.match(r":\s*(\w+)\s*", text[index:])
+            if qualified is not None:
+                qualifier = qualified.group(1)
+                if qualifier not in ("req", "vararg"):
+                    self._fail(f"`{qualifier}' is not a valid parameter qualifier for "
+                               f"`{param}' in macro `{macro_name}'")
+                index += qualified.end()
+            default = ""
+            if index < len(text) and text[index] == "=":
+                default, index = _macro_argument(text, index + 1)
+            if any(existing == param for existing, _, _ in params):
+                self._fail(f"A parameter named `{param}' already exists for macro "
+                           f"`{macro_name}'")
+            params.append((param, default, qualifier))
+            if qualifier == "vararg":
+                break
+            index = _skip_comma(text, index)
+        return params
+
+    def _d_endm(self, name: str, operands: str, body: str) -> None:
+        self.warnings.append(f"{self._origin.location}: Warning: .endm encountered without "
+                             "preceding .macro")
+
+    def _d_endr(self, name: str, operands: str, body: str) -> None:
+        self.warnings.append(f"{self._origin.location}: Warning: .endr encountered without "
+                             "preceding .rept, .irp, or .irpc")
+
+    def _d_exitm(self, name: str, operands: str, body: str) -> None:
+        while self._frames and self._frames[-1].kind != "macro":
+            self._frames.pop()
+        if not self._frames:
+            self._fail(".exitm outside a macro")
+        self._frames.pop()
+
+    def _d_purgem(self, name: str, operands: str, body: str) -> None:
+        for macro_name in split_operands(operands):
+            if self._macros.pop(macro_name.lower(), None) is None:
+                self.warnings.append(f"{self._origin.location}: Warning: Attempt to purge "
+                                     f"non-existing macro `{macro_name}'")
+
+    def _expand_macro(self, macro: Macro, operands: str, origin: Origin) -> None:
+        depth = sum(1 for frame in self._frames if frame.kind == "macro")
+        if depth >= MAX_MACRO_DEPTH:
+            self._fail("macros nested too deeply")
+        actuals: dict[str, str] = {}
+        positional = iter(macro.params)
+        keyword_seen = False
+        index = 0
+        text = operands.strip()
+        while index < len(text):
+            keyword = re.match(r"\s*([A-Za-z_.$][\w.$]*)\s*=(?!=)", text[index:])
+            if keyword is not None:
+                keyword_seen = True
+                param = keyword.group(1)
+                value, index = _macro_argument(text, index + keyword.end())
+                if not any(p == param for p, _, _ in macro.params):
+                    self._fail(f"Parameter named `{param}' does not exist for macro "
+                               f"`{macro.name}'")
+                actuals[param] = value
+            else:
+                if keyword_seen:
+                    self._fail("can't mix positional and keyword arguments")
+                spec = next(positional, None)
+                if spec is None:
+                    self._fail(f"too many positional arguments for macro `{macro.name}'")
+                assert spec is not None
+                if spec[2] == "vararg":
+                    actuals[spec[0]] = text[index:].strip()
+                    index = len(text)
+                else:
+                    value, index = _macro_argument(text, index)
+                    actuals[spec[0]] = value
+            index = _skip_comma(text, index)
+        for param, _default, qualifier in macro.params:
+            if qualifier == "req" and not actuals.get(param):
+                self._fail(f"Missing value for required parameter `{param}' of macro "
+                           f"`{macro.name}'")
+        values = {param: (actuals.get(param) or default) for param, default, _ in macro.params}
+        number = str(self._macro_number)
+        self._macro_number += 1
+        pieces: deque[tuple[Origin, str]] = deque()
+        for body_origin, text_line in macro.body:
+            expanded = _substitute(text_line, values, number)
+            inner = Origin(origin.location, body_origin.body or body_origin.location,
+                           body_origin.macro if body_origin.body else macro.name)
+            for piece in split_statements(expanded):
+                pieces.append((inner, piece))
+        self._frames.append(Frame(pieces, "macro", macro.name))
+
+    def _d_rept(self, name: str, operands: str, body: str) -> None:
+        origin = self._origin
+        statements = self._capture(lambda word: word in _REPEAT_OPENERS, ".endr",
+                                   "REPT without ENDR (this .rept has no .endr)", origin)
+        count = self._absolute_now(operands, "non-constant expression in \".rept\"")
+        if count < 0:
+            self.warnings.append(f"{origin.location}: Warning: negative count for REPT - "
+                                 "ignored")
+            count = 0
+        if count * max(len(statements), 1) > MAX_STATEMENTS:
+            self._fail(f".rept {count} would expand to more than {MAX_STATEMENTS} statements")
+        pieces: deque[tuple[Origin, str]] = deque()
+        for _ in range(count):
+            pieces.extend(statements)
+        self._frames.append(Frame(pieces, "repeat"))
+
+    def _d_irp(self, name: str, operands: str, body: str) -> None:
+        origin = self._origin
+        statements = self._capture(lambda word: word in _REPEAT_OPENERS, ".endr",
+                                   f"unexpected end of file in irp or irpc (this {name} has "
+                                   "no .endr)", origin)
+        match = re.match(r"\s*([A-Za-z_.$][\w.$]*)\s*(.*)\Z", operands, re.S)
+        if match is None:
+            self._fail("missing model parameter")
+        assert match is not None
+        param = match.group(1)
+        rest = match.group(2).strip()
+        if rest.startswith(","):
+            rest = rest[1:].strip()
+        values: list[str] = []
+        if name == ".irpc":
+            values = list(rest.strip('"').replace(" ", "")) if rest else [""]
+        elif not rest:
+            values = [""]
+        else:
+            index = 0
+            while index < len(rest):
+                value, index = _macro_argument(rest, index)
+                values.append(value)
+                index = _skip_comma(rest, index)
+        pieces: deque[tuple[Origin, str]] = deque()
+        for value in values:
+            for piece_origin, text in statements:
+                for piece in split_statements(_substitute(text, {param: value}, None)):
+                    pieces.append((piece_origin, piece))
+        self._frames.append(Frame(pieces, "repeat"))
+
+
+def _skip_comma(text: str, index: int) -> int:
+    while index < len(text) and text[index] in " \t":
+        index += 1
+    if index < len(text) and text[index] == ",":
+        index += 1
+    while index < len(text) and text[index] in " \t":
+        index += 1
+    return index
+
+
+def _macro_argument(text: str, index: int) -> tuple[str, int]:
+    """One macro argument as GNU as's ``get_any_string`` reads it: up to a comma or a
+    blank outside brackets; a double-quoted argument loses its quotes."""
+    while index < len(text) and text[index] in " \t":
+        index += 1
+    if index < len(text) and text[index] == '"':
+        out: list[str] = []
+        index += 1
+        while index < len(text):
+            char = text[index]
+            if char == "\\" and index + 1 < len(text) and text[index + 1] == '"':
+                out.append('"')
+                index += 2
+                continue
+            if char == '"':
+                index += 1
+                if index < len(text) and text[index] == '"':
+                    out.append('"')
+                    index += 1
+                    continue
+                break
+            out.append(char)
+            index += 1
+        return "".join(out), index
+    out = []
+    brackets: list[str] = []
+    while index < len(text):
+        char = text[index]
+        if not brackets and (char in " \t,"):
+            break
+        if char in "([":
+            brackets.append(char)
+        elif char in ")]" and brackets and brackets[-1] == "([" [char == "]"]:
+            brackets.pop()
+        elif char in "\"'":
+            end = text.find(char, index + 1)
+            end = len(text) - 1 if end < 0 else end
+            out.append(text[index:end + 1])
+            index = end + 1
+            continue
+        out.append(char)
+        index += 1
+    return "".join(out), index
+
+
+_SUBSTITUTION = re.compile(r"\\\(([^)]*)\)?|\\@|\\&|\\([A-Za-z_.$][\w.$]*)|&([A-Za-z_.$][\w.$]*)&?")
+
+
+def _substitute(text: str, values: Mapping[str, str], number: str | None) -> str:
+    """Expand ``\\param``, ``&param``, ``\\@`` and ``\\()`` in a macro or .irp body line."""
+
+    def replace(match: re.Match[str]) -> str:
+        whole = match.group(0)
+        if whole.startswith("\\("):
+            return match.group(1) or ""
+        if whole == "\\@":
+            return number if number is not None else whole
+        if whole == "\\&":
+            return whole
+        name = match.group(2) or match.group(3)
+        if name in values:
+            return values[name]
+        return whole
+
+    return _SUBSTITUTION.sub(replace, text)
+
+
+MACRO_DIRECTIVES: dict[str, Callable[..., object]] = {
+    ".macro": MacroReading._d_macro, ".endm": MacroReading._d_endm,
+    ".exitm": MacroReading._d_exitm, ".purgem": MacroReading._d_purgem,
+    ".rept": MacroReading._d_rept, ".rep": MacroReading._d_rept,
+    ".irp": MacroReading._d_irp, ".irpc": MacroReading._d_irp, ".endr": MacroReading._d_endr,
+}
