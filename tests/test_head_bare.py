@@ -25,7 +25,9 @@ from unicorn.arm64_const import (
     UC_CPU_ARM64_MAX,
 )
 
-from emu.asm.assembler import Program, assemble_file, eval_c_integer
+from emu.asm.assembler import assemble_file
+from emu.asm.preprocess import eval_c_integer
+from emu.asm.program import Program
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = ROOT / "asm" / "head.S"

@@ -23,9 +23,11 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from emu.asm.assembler import Program, assemble_file
+from emu.asm.assembler import assemble_file
+from emu.asm.program import Program
 from emu.checks.run import DEFAULT_LOAD_ADDRESS, DEFAULT_TARGET, CheckRun, check_image
-from emu.image.boot_image import ImageError, image_from_program
+from emu.image.boot_image import ImageError
+from emu.image.program import image_from_program
 from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
 
 __all__ = [

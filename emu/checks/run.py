@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emu.board.devices import Board
+from emu.board.board import Board
 from emu.board.spec import load_image
 from emu.checks import ALL_CHECKS, Check, CheckContext, Finding
 from emu.image.boot_image import BootImage, FailureCode

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from emu.asm.assembler import eval_c_integer
+from emu.asm.preprocess import eval_c_integer
 
 __all__ = [
     "LAYOUT_PRESETS",
@@ -293,7 +293,7 @@ def _call_arguments(text: str, open_paren: int) -> tuple[list[str], int] | None:
 
 
 def _function_like(body: str) -> tuple[list[str], str] | None:
-    """``(params) replacement``, as :class:`emu.asm.assembler.Program` records
+    """``(params) replacement``, as :class:`emu.asm.program.Program` records
     function-like macros."""
     match = _PARAMETER_LIST.match(body)
     if match is None:

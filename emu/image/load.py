@@ -1,6 +1,8 @@
 """One entry point from a file to a bootable image: what kind it is, where it goes.
 
-:func:`read_image` reads any file into a :class:`~emu.image.boot_image.BootImage`;
+:func:`read_image` reads any file into a :class:`~emu.image.boot_image.BootImage`
+with the reader for its kind (:mod:`~emu.image.elf`, :mod:`~emu.image.arm64`,
+:mod:`~emu.image.raw`, or the assembler and :mod:`~emu.image.program`);
 :mod:`emu.board.spec` adds the board around it.
 
 Kinds are told apart by content, then by name:
@@ -20,22 +22,13 @@ from __future__ import annotations
 import enum
 from pathlib import Path
 
-from emu.image.boot_image import (
-    ARM64_MAGIC,
-    GZIP_MAGIC,
-    BootImage,
-    ElfSymbols,
-    ImageError,
-    gunzip,
-    image_from_arm64,
-    image_from_elf,
-    image_from_program,
-    image_from_raw,
-    read_elf_symbols,
-)
+from emu.image.arm64 import ARM64_MAGIC, GZIP_MAGIC, gunzip, image_from_arm64
+from emu.image.boot_image import BootImage, ImageError
+from emu.image.elf import ELF_MAGIC, ElfSymbols, image_from_elf, read_elf_symbols
+from emu.image.program import image_from_program
+from emu.image.raw import image_from_raw
 
 DEFAULT_ASM_LOAD_ADDRESS = 0x4000_0000
-ELF_MAGIC = b"\x7fELF"
 ASM_SUFFIXES = {".s", ".asm", ".sx"}
 RAW_SUFFIXES = {".bin", ".raw", ".img"}
 

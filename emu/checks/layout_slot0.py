@@ -1,0 +1,32 @@
+"""layout-slot0: the image linked inside its layout's identity area (see
+:mod:`emu.checks.layout_of`)."""
+
+from __future__ import annotations
+
+from emu.checks.base import Check
+from emu.checks.layout_of import image_layout
+from emu.image.layout import SLOT_SHIFT
+from emu.machine.machine import Stop
+
+
+class LayoutSlot0(Check):
+    rule_id = "layout-slot0"
+    title = "Image linked inside the identity area"
+    explanation = (
+        "The image's virtual start lies in level-0 slot 0 (or, for a layout that keeps the "
+        "first N slots free, in one of them), where identity maps of low RAM live. An image "
+        "there clashes with the identity map of any RAM loaded in that slot - the situation "
+        "Xen's arm64 layout rework removed by moving XEN_VIRT_START to 512 GiB + 2 MiB."
+    )
+
+    def finish(self, stop: Stop) -> None:
+        image = self.context.image
+        layout = image_layout(image)
+        if layout is None or image.link_address >= layout.identity_limit:
+            return
+        self.fire(
+            0, image.entry, image.entry,
+            f"the image is linked at {image.link_address:#x}, in level-0 slot "
+            f"{image.link_address >> SLOT_SHIFT}, inside the identity area (the first "
+            f"{layout.identity_slots} slot(s), below {layout.identity_limit:#x})",
+        )
