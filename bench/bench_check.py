@@ -27,7 +27,8 @@ from unicorn import arm64_const as a64
 
 from emu.asm.assembler import assemble_text
 from emu.checks.run import check_image
-from emu.image.boot_image import BootImage, image_from_program
+from emu.image.boot_image import BootImage
+from emu.image.program import image_from_program
 from emu.machine.machine import PSTATE_EL2H, SCR_EL3_BOOT, Machine
 from emu.machine.mmu import cp_reg
 

@@ -27,7 +27,9 @@ from pathlib import Path
 from unicorn import UC_ARCH_ARM64, UC_HOOK_INTR, UC_MODE_ARM, UC_PROT_ALL, Uc
 from unicorn import arm64_const as a64
 
-from emu.board.devices import INTNO_UDEF, SYS_EXIT, SYS_EXIT_EXTENDED, Board
+from emu.board.board import Board
+from emu.board.guest import INTNO_UDEF
+from emu.board.semihosting import SYS_EXIT, SYS_EXIT_EXTENDED
 from emu.board.spec import load_image
 from emu.checks.run import check_image
 from emu.image.boot_image import BootImage

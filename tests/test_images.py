@@ -19,11 +19,13 @@ import pytest
 from conftest import LOAD, Tables
 from conftest import build_image as assemble_image
 
-from emu.board.devices import PSCI_NOT_SUPPORTED, Board
+from emu.board.board import Board
 from emu.board.fdt import FdtError, FdtNode, board_facts, boot_tree, decode, encode
+from emu.board.firmware import PSCI_NOT_SUPPORTED
 from emu.board.spec import BootSpec, load_image, parse_ram
 from emu.checks.run import CheckRun, check_image
-from emu.image.boot_image import ImageError, parse_arm64_header
+from emu.image.arm64 import parse_arm64_header
+from emu.image.boot_image import ImageError
 from emu.image.load import ImageKind, detect_kind
 from emu.machine.events import MmuDisable, MmuEnable, SysRegWrite, TlbInvalidate, TtbrWrite
 from emu.machine.machine import Machine, StopKind

@@ -4,7 +4,7 @@ it, and the board around it.
 :class:`BootSpec` holds the file, its kind, where to load it, the symbols to
 borrow, and the board (entry EL, RAM, device tree, bootargs).
 :meth:`BootSpec.load` reads the file and returns the
-:class:`~emu.image.boot_image.BootImage` and the :class:`~emu.board.devices.Board`
+:class:`~emu.image.boot_image.BootImage` and the :class:`~emu.board.board.Board`
 to boot it on.
 """
 
@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emu.board.devices import Board
+from emu.board.board import Board
 from emu.board.fdt import FdtError, board_facts, decode
 from emu.image.boot_image import BootImage, ImageError
 from emu.image.load import ImageKind, read_image

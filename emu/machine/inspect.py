@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from emu.arch.mmu.regime import RegimeName, regime_for_el
 from emu.arch.mmu.walk import Access, Fault, Translation
-from emu.board.devices import Board
+from emu.board.board import Board
 from emu.image.boot_image import BootImage
 from emu.machine.machine import DEFAULT_MAX_INSNS, Machine, Stop
 from emu.machine.targets import run_targets

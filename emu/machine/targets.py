@@ -1,5 +1,5 @@
 """Where a run should stop: the ``--until``/``--at`` target of a boot, resolved
-against an image's symbols, and whether a stop reached it.
+against an image's symbols, a run to it, and whether the run's stop reached it.
 
 A boot ends at its target (a symbol, reached at its link address or at its
 physical alias), at the image's failure routine, or when the program exits.
@@ -7,8 +7,11 @@ physical alias), at the image's failure routine, or when the program exits.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from emu.image.boot_image import BootImage, ImageError
-from emu.machine.machine import Stop, StopKind
+from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
+from emu.machine.stop import Stop, StopKind
 
 DEFAULT_TARGET = "start_c"
 # ``--until exit``: the boot is complete when the program exits (semihosting)
@@ -52,3 +55,27 @@ def reached(stop: Stop, target: str | None, failure_exits: list[int]) -> bool:
     if target == EXIT_TARGET:
         return stop.kind is StopKind.EXIT and stop.status == 0
     return stop.kind is StopKind.ARRIVED and stop.pc not in failure_exits
+
+
+@dataclass(frozen=True)
+class TargetRun:
+    """A run towards a target: how it stopped, what it aimed at, and where the
+    image's failure routine is."""
+
+    stop: Stop
+    target: str | None
+    failure_exits: list[int]
+
+    @property
+    def reached(self) -> bool:
+        """Whether the run arrived where it was asked to; see :func:`reached`."""
+        return reached(self.stop, self.target, self.failure_exits)
+
+
+def run_to_target(machine: Machine, until: str | None,
+                  max_insns: int = DEFAULT_MAX_INSNS) -> TargetRun:
+    """Run ``machine`` until its image's ``until`` target, its failure routine,
+    an exit or a stop (see :func:`run_targets`)."""
+    target, exits, failure_exits = run_targets(machine.image, until)
+    stop = machine.run(exits + failure_exits, max_insns=max_insns)
+    return TargetRun(stop, target, failure_exits)

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from capstone import CS_ARCH_ARM64, CS_MODE_ARM, Cs
-from unicorn import UC_HOOK_CODE
 
 from emu.arch.mmu.tlb import PAGE_MASK
 from emu.machine.events import Event, SysRegWrite, TlbInvalidate
@@ -79,7 +78,7 @@ class Tracer(MachineObserver):
         self._pa_of_page: dict[int, int | None] = {}
         self._disassembler = Disassembler()
         machine.observers.append(self)
-        machine.uc.hook_add(UC_HOOK_CODE, self._on_instruction)
+        machine.watch_instructions(self)
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, SysRegWrite | TlbInvalidate):
@@ -93,8 +92,8 @@ class Tracer(MachineObserver):
                 self._recent.clear()
                 self._after = self.window
 
-    def _on_instruction(self, uc, address: int, _size: int, _user_data) -> None:
-        index = self.machine.index_at(address)
+    def on_instruction(self, index: int, address: int) -> None:
+        """Called by the machine before each instruction."""
         if self._pending is not None and self._pending.index == index:
             return  # the same instruction again, after a stop in front of it
         self._release()
@@ -103,7 +102,8 @@ class Tracer(MachineObserver):
             self._pa_of_page[page] = self.machine.mmu.fetch_pa(page)
         base = self._pa_of_page[page]
         pa = None if base is None else base | (address & ~PAGE_MASK)
-        word = int.from_bytes(uc.mem_read(pa, 4), "little") if pa is not None else 0
+        data = self.machine.read_physical(pa, 4) if pa is not None else None
+        word = int.from_bytes(data, "little") if data is not None else 0
         self._pending = TraceLine(
             index=index,
             va=address,
