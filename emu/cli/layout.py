@@ -1,0 +1,112 @@
+"""``bootemu layout``: a source's static virtual regions, their problems, the slot map."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from emu.asm.assembler import assemble_file
+from emu.cli.options import (
+    BUNDLED_SOURCE,
+    define_option,
+    include_option,
+    input_errors,
+    layout_preset_option,
+    one_line_error,
+    parse_defines,
+)
+from emu.image.layout import LayoutError, check_layout, get_preset, layout_from_macros, va_map
+
+# emu.analysis.plot is imported inside the command, so that the other commands do not
+# pay for it.
+
+
+def _size_text(size: int) -> str:
+    """A size in the largest binary unit that divides it exactly, else hex."""
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size and size % (1 << shift) == 0:
+            return f"{size >> shift} {unit}"
+    return f"{size:#x}"
+
+
+@click.command()
+@click.argument("source", required=False, default=str(BUNDLED_SOURCE),
+                type=click.Path(dir_okay=False, path_type=Path))
+@define_option("Preprocessor definition, applied after the preset's (repeatable).")
+@include_option("Extra include directory for #include (repeatable).")
+@layout_preset_option(multiple=False)
+@click.option("--identity-slots", type=click.IntRange(0, 512), default=None, metavar="N",
+              help="Level-0 slots kept free for identity maps [default: the preset's, else "
+                   "the source's IDENTITY_MAPPING_AREA_NR_L0, else 1].")
+@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              metavar="FILE.png", help="Also draw the level-0 slot map (needs matplotlib).")
+@input_errors
+def layout(source: Path, defines: tuple[str, ...], include_dirs: tuple[Path, ...],
+           layout_names: str | None, identity_slots: int | None, as_json: bool,
+           plot_path: Path | None) -> None:
+    """Show SOURCE's static virtual regions, what is wrong with them, and the slot map.
+
+    The regions are read from the source's STATIC_REGIONS(X) macro (or its
+    NAME_VIRT_START / NAME_VIRT_SIZE pairs) after preprocessing with the
+    preset's and your -D definitions.  Checked: regions in the identity area
+    (the first level-0 slots, 512 GiB each, kept free so RAM there can be
+    identity-mapped), overlapping regions, start or size not 2 MiB aligned,
+    regions beyond the 48-bit VA space.
+
+    \b
+    Exit status: 0 no problem; 1 problems found; 2 usage or input error.
+    """
+    from emu.analysis.plot import PlotError, plot_layout
+
+    try:
+        preset = get_preset(layout_names) if layout_names else None
+        merged = {**(preset.defines if preset else {}), **parse_defines(defines)}
+        program = assemble_file(source, defines=merged, include_dirs=list(include_dirs))
+        slots = identity_slots if identity_slots is not None else (
+            preset.identity_slots if preset else None)
+        name = preset.name if preset else source.name
+        result = layout_from_macros(program.defines, name=name, identity_slots=slots)
+    except LayoutError as err:
+        raise one_line_error(f"{source}: {err}") from None
+    problems = check_layout(result)
+    slot_map = va_map(result)
+    if plot_path is not None:
+        try:
+            plot_layout(result, plot_path)
+        except PlotError as err:
+            raise one_line_error(str(err)) from None
+
+    if as_json:
+        click.echo(json.dumps({**result.to_dict(), "source": str(source),
+                               "problems": [p.to_dict() for p in problems],
+                               "slots": [s.to_dict() for s in slot_map]}, indent=2))
+    else:
+        identity = (f"level-0 slots 0-{result.identity_slots - 1} "
+                    f"([0, {result.identity_limit:#x}))" if result.identity_slots else "none")
+        click.echo(f"layout {result.name} ({source}), identity area: {identity}\n")
+        click.echo("Regions")
+        click.echo(f"  {'name':<12} {'start':<20} {'end (exclusive)':<20} {'size':<10} slots")
+        for region in result.regions:
+            slots_text = (str(region.first_slot) if region.first_slot == region.last_slot
+                          else f"{region.first_slot}-{region.last_slot}")
+            click.echo(f"  {region.name:<12} {region.start:#018x}   {region.end:#018x}   "
+                       f"{_size_text(region.size):<10} {slots_text}")
+        click.echo("\nProblems")
+        for problem in problems:
+            click.echo(f"  [{problem.kind.value}] {problem.message}")
+        if not problems:
+            click.echo("  none")
+        click.echo("\nLevel-0 slots (512 GiB each)")
+        for entry in slot_map:
+            slots_text = (str(entry.first) if entry.first == entry.last
+                          else f"{entry.first}-{entry.last}")
+            click.echo(f"  {slots_text:<8} {entry.start:#018x} - {entry.end - 1:#018x}  "
+                       f"{entry.describe()}")
+        if plot_path is not None:
+            click.echo(f"\nslot map drawn in {plot_path}")
+    sys.exit(1 if problems else 0)
+

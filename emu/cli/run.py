@@ -1,0 +1,64 @@
+"""``bootemu run``: boot an image without checking, the guest's output on stdout."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from emu.board.spec import BootSpec
+from emu.cli.options import input_errors, source_options
+from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
+from emu.machine.targets import EXIT_TARGET, run_to_target
+
+
+@click.command("run")
+@source_options
+@click.option("--until", default=EXIT_TARGET, show_default=True, metavar="SYMBOL|ADDR|exit",
+              help="Stop when PC reaches this symbol or address; 'exit': when the program "
+                   "exits through semihosting.")
+@click.option("--max-insns", type=click.IntRange(min=1), default=DEFAULT_MAX_INSNS,
+              show_default=True, help="Instruction budget for the run.")
+@click.option("--json", "as_json", is_flag=True,
+              help="At the end, one JSON object: stop, exit status, output.")
+@input_errors
+def run_command(source: Path, load_address: int | None, defines: tuple[str, ...],
+                include_dirs: tuple[Path, ...], boot: BootSpec, until: str, max_insns: int,
+                as_json: bool) -> None:
+    """Boot SOURCE and run it, without checking; the guest's output goes to stdout.
+
+    What the program prints through the UART and semihosting appears as it
+    comes; how the run ended is one line on stderr.
+
+    \b
+    Exit status: 0 the run reached --until (for 'exit': the program exited
+                 with status 0); 1 it did not; 2 usage or input error.
+    """
+    image, board = boot.load()
+    machine = Machine(image, board)
+
+    def echo(_device: str, data: bytes) -> None:
+        # Bytes as the guest wrote them, flushed at once: output as it comes.
+        stream = getattr(sys.stdout, "buffer", None)
+        if stream is None:
+            sys.stdout.write(data.decode(errors="replace"))
+        else:
+            stream.write(data)
+        sys.stdout.flush()
+
+    if not as_json:
+        machine.console.listeners.append(echo)
+    ran = run_to_target(machine, until, max_insns)
+    stop = ran.stop
+    if as_json:
+        click.echo(json.dumps({
+            "image": image.name, "stop": stop.kind.value, "pc": stop.pc, "index": stop.index,
+            "message": stop.message, "exit_status": stop.status, "reached": ran.reached,
+            "output": machine.console.text(),
+        }, indent=2))
+    else:
+        click.echo(f"bootemu: {stop.message}, after {stop.index} instructions", err=True)
+    sys.exit(0 if ran.reached else 1)
+

@@ -1,0 +1,152 @@
+"""``bootemu sweep``: boot a source at many load addresses, in parallel, and tabulate."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from emu.asm.assembler import assemble_file
+from emu.cli.options import (
+    BUNDLED_SOURCE,
+    define_option,
+    include_option,
+    input_errors,
+    layout_preset_option,
+    one_line_error,
+    parse_defines,
+)
+from emu.image.layout import get_preset
+from emu.machine.machine import DEFAULT_MAX_INSNS
+from emu.machine.targets import DEFAULT_TARGET
+
+# emu.analysis.sweep and emu.analysis.plot are imported inside the command, so that the
+# other commands do not pay for them.
+
+
+@click.command()
+@click.argument("source", required=False, default=str(BUNDLED_SOURCE),
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--load-addresses", "addresses_text", required=True,
+              metavar="RANGE|LIST|PRESET",
+              help="START:END[:STEP] (END exclusive, STEP default 2M, both 2 MiB aligned; "
+                   "K/M/G/T suffixes allowed), a comma list of addresses, ranges and presets, "
+                   "or a preset: qemu-virt, juno-bank2, above-1tib, slot1 (1 GiB stride), "
+                   "first-2tib (512 MiB stride).")
+@layout_preset_option(multiple=True)
+@define_option("Preprocessor definition, applied after each preset's (repeatable).")
+@include_option("Extra include directory for #include (repeatable).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Worker processes [default: one per CPU].")
+@click.option("--until", default=DEFAULT_TARGET, show_default=True, metavar="SYMBOL|ADDR",
+              help="Where each boot is complete.")
+@click.option("--max-insns", type=click.IntRange(min=1), default=DEFAULT_MAX_INSNS,
+              show_default=True, help="Instruction budget of each boot.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON list of per-address results.")
+@click.option("--csv", "as_csv", is_flag=True, help="Per-address results as CSV, with a header.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              metavar="FILE.png", help="Also draw verdict per load address and layout "
+                                       "(needs matplotlib).")
+@input_errors
+def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
+          defines: tuple[str, ...], include_dirs: tuple[Path, ...], jobs: int | None,
+          until: str, max_insns: int, as_json: bool, as_csv: bool,
+          plot_path: Path | None) -> None:
+    """Boot SOURCE at many load addresses, in parallel, and say which ones work.
+
+    Each boot is a full `bootemu check`.  A result's verdict is `clean`, the
+    rule ids that fired (joined by '+'), `boot-failed:BOOT_ERR_NAME`,
+    `incomplete`, or `beyond-pa-range` (the image would not be below the CPU's
+    44-bit physical address size).  With several --layout presets, SOURCE is
+    swept once per preset.  The text report groups consecutive addresses with
+    the same verdict.
+
+    \b
+    Exit status: 0 every boot clean; 1 any other verdict; 2 usage or input error.
+    """
+    from emu.analysis.plot import PlotError, ensure_plotting, plot_sweep
+    from emu.analysis.sweep import (
+        SweepError,
+        default_jobs,
+        parse_load_addresses,
+        sweep_program,
+        verdict_counts,
+        verdict_runs,
+    )
+
+    if as_json and as_csv:
+        raise one_line_error("--json and --csv: choose one")
+    try:
+        addresses = parse_load_addresses(addresses_text)
+    except SweepError as err:
+        raise one_line_error(f"--load-addresses: {err}") from None
+    if plot_path is not None:
+        try:
+            ensure_plotting()
+        except PlotError as err:
+            raise one_line_error(str(err)) from None
+    user_defines = parse_defines(defines)
+    # Assemble every variant before booting anything, so an error comes first.
+    programs = {}
+    for name in layout_names or (None,):
+        preset = get_preset(name) if name else None
+        merged = {**(preset.defines if preset else {}), **user_defines}
+        programs[name] = assemble_file(source, defines=merged, include_dirs=list(include_dirs))
+
+    workers = jobs or default_jobs()
+    total = len(addresses) * len(programs)
+    show_bar = sys.stderr.isatty() and total >= 32
+    results = {}
+    started = time.perf_counter()
+    with click.progressbar(length=total, label="booting", file=sys.stderr,
+                           hidden=not show_bar) as bar:
+        for name, program in programs.items():
+            results[name] = sweep_program(program, addresses, include_dirs=list(include_dirs),
+                                          jobs=workers, progress=bar.update, until=until,
+                                          max_insns=max_insns, layout=name)
+    elapsed = time.perf_counter() - started
+    every = [result for rows in results.values() for result in rows]
+
+    if plot_path is not None:
+        try:
+            plot_sweep({name or source.name: rows for name, rows in results.items()},
+                       plot_path)
+        except PlotError as err:
+            raise one_line_error(str(err)) from None
+
+    if as_json:
+        click.echo(json.dumps([result.to_dict() for result in every], indent=1))
+    elif as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["layout", "load_address", "verdict", "failure_code", "failure_name",
+                         "rules", "executed", "message"])
+        for r in every:
+            writer.writerow([r.layout or "", f"{r.load_address:#x}", r.verdict,
+                             "" if r.failure_code is None else r.failure_code,
+                             r.failure_name or "", "+".join(r.rules), r.executed, r.message])
+    else:
+        width = max(len(f"{a:#x}") for a in addresses)
+        for name, rows in results.items():
+            title = f"layout {name}" if name else "as assembled"
+            click.echo(f"sweep {source} ({title}): {len(rows)} load address(es)")
+            for run in verdict_runs(rows):
+                span = (f"{run.first:#x}" if run.first == run.last
+                        else f"{run.first:#x} - {run.last:#x}")
+                click.echo(f"  {span:<{2 * width + 3}}  {run.count:>6} boot(s)  {run.verdict}")
+                if run.verdict != "clean":
+                    first = next(r for r in rows if r.load_address == run.first)
+                    click.echo(f"  {'':<{2 * width + 3}}  {first.message}")
+            counts = ", ".join(f"{verdict} {count}" for verdict, count
+                               in verdict_counts(rows).items())
+            click.echo(f"  verdicts: {counts}\n")
+        clean = sum(1 for r in every if r.clean)
+        click.echo(f"{clean} of {len(every)} boot(s) clean; {workers} worker(s), "
+                   f"{elapsed:.1f} s ({len(every) / max(elapsed, 1e-9):.0f} boots/s)")
+        if plot_path is not None:
+            click.echo(f"verdicts drawn in {plot_path}")
+    sys.exit(0 if all(r.clean for r in every) else 1)
+
