@@ -35,6 +35,7 @@ demo: setup
 	$(VENV)/bin/bootemu check asm/head.S
 
 test: setup tools
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 bench: setup tools
@@ -48,6 +49,7 @@ fuzz: setup
 
 lint: setup
 	$(VENV)/bin/ruff check emu tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) build *.egg-info emu/*.so emu/*/*.so .pytest_cache
