@@ -1,4 +1,5 @@
-"""Tests for emu.arch.sysregs: encodings cross-checked against keystone and GNU as, decoders."""
+"""Tests for emu.arch.sysregs (encodings cross-checked against keystone and GNU as),
+emu.arch.fields and the ESR decoder of emu.arch.exceptions."""
 
 from __future__ import annotations
 
@@ -10,24 +11,25 @@ import keystone
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from emu.arch.sysregs import (
-    SYS_OPS,
-    SYSREGS,
-    SysOpKind,
+from emu.arch.exceptions import describe_esr, fault_status_name
+from emu.arch.fields import (
     decode_mair,
     decode_sctlr,
     decode_tcr_el1,
     decode_tcr_el2,
-    describe_esr,
     describe_mair,
     describe_sctlr,
     describe_tcr_el1,
     describe_tcr_el2,
-    fault_status_name,
-    is_tlbi,
     mair_attr_name,
-    name_of_cpreg,
     pa_range_bits,
+)
+from emu.arch.sysregs import (
+    SYS_OPS,
+    SYSREGS,
+    SysOpKind,
+    is_tlbi,
+    name_of_cpreg,
     sys_op_encoding,
     sys_op_kind,
     sys_op_name,

@@ -8,6 +8,7 @@ WnR), the vector address, the saved state - and the machine applies it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from emu.arch.mmu.walk import Access, Fault
@@ -74,3 +75,67 @@ def vector_offset(from_el: int, to_el: int, pstate: int) -> int:
 def entry_pstate(to_el: int) -> int:
     """PSTATE on exception entry: the target EL with SP_ELx, D, A, I and F masked."""
     return PSTATE_DAIF | (to_el << 2) | 1
+
+
+# The syndrome in words, for reports.
+
+EXCEPTION_CLASSES: Mapping[int, str] = {
+    0x00: "unknown reason",
+    0x01: "WFI/WFE",
+    0x07: "SIMD/FP access trapped",
+    0x0E: "illegal execution state",
+    0x15: "SVC (AArch64)",
+    0x16: "HVC (AArch64)",
+    0x17: "SMC (AArch64)",
+    0x18: "MSR/MRS/system instruction trapped",
+    0x20: "instruction abort from a lower EL",
+    0x21: "instruction abort from the same EL",
+    0x22: "PC alignment fault",
+    0x24: "data abort from a lower EL",
+    0x25: "data abort from the same EL",
+    0x26: "SP alignment fault",
+    0x2C: "floating-point exception (AArch64)",
+    0x2F: "SError interrupt",
+    0x30: "breakpoint from a lower EL",
+    0x31: "breakpoint from the same EL",
+    0x32: "software step from a lower EL",
+    0x33: "software step from the same EL",
+    0x34: "watchpoint from a lower EL",
+    0x35: "watchpoint from the same EL",
+    0x3C: "BRK instruction (AArch64)",
+}
+"""ESR_ELx.EC → description (the EC field table of ESR_ELx)."""
+
+
+def fault_status_name(fsc: int) -> str:
+    """Describe a DFSC/IFSC value: ``0b000111`` → ``"translation fault, level 3"``."""
+    level = fsc & 0b11
+    group = fsc >> 2
+    leveled = {
+        0b0000: "address size fault",
+        0b0001: "translation fault",
+        0b0010: "access flag fault",
+        0b0011: "permission fault",
+        0b0101: "synchronous external abort on translation table walk",
+    }
+    if group in leveled:
+        return f"{leveled[group]}, level {level}"
+    return {
+        0b010000: "synchronous external abort",
+        0b100001: "alignment fault",
+        0b110000: "TLB conflict abort",
+    }.get(fsc, f"fault status 0x{fsc:02x}")
+
+
+def describe_esr(value: int) -> str:
+    """Short string for an ESR_ELx value, with the fault status and WnR for aborts."""
+    ec = (value >> 26) & 0x3F
+    iss = value & 0x1FF_FFFF
+    text = f"EC=0x{ec:02x} {EXCEPTION_CLASSES.get(ec, 'reserved/unhandled class')}"
+    if ec in (0x20, 0x21, 0x24, 0x25):
+        text += f", {fault_status_name(iss & 0x3F)}"
+        if ec in (0x24, 0x25):
+            text += f", WnR={(iss >> 6) & 1}"
+    elif ec in (0x15, 0x16, 0x17, 0x3C):
+        text += f", imm=0x{iss & 0xFFFF:x}"
+    return text

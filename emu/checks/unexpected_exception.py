@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from emu.arch.exceptions import describe_esr
 from emu.arch.mmu.walk import format_walk
-from emu.arch.sysregs import describe_esr
 from emu.checks.base import Check
 from emu.machine.events import Event, ExceptionTaken
 

@@ -19,10 +19,11 @@ from unicorn import UC_MEM_FETCH, UC_MEM_WRITE, UC_PROT_EXEC, UC_PROT_READ, UC_P
 from unicorn.arm64_const import UC_ARM64_REG_CP_REG, UC_ARM64_REG_PSTATE
 from unicorn.unicorn import Uc, UcError
 
+from emu.arch.fields import pa_range_bits
 from emu.arch.mmu.regime import RegimeName, TranslationRegime, regime_asid, regime_for_el
 from emu.arch.mmu.tlb import PAGE_MASK, TlbEntry, TlbModel
 from emu.arch.mmu.walk import Access, Fault, Translation, WalkReadError, translate
-from emu.arch.sysregs import pa_range_bits, sysreg_encoding
+from emu.arch.sysregs import sysreg_encoding
 
 
 def cp_reg(name: str) -> tuple[int, int, int, int, int]:

@@ -20,7 +20,7 @@ import enum
 import functools
 from dataclasses import dataclass
 
-from emu.arch.sysregs import GRANULE_TG0, GRANULE_TG1, PARANGE_BITS
+from emu.arch.fields import GRANULE_TG0, GRANULE_TG1, PARANGE_BITS
 
 MAX_VA_BITS = 48
 """Largest VA size modelled (no FEAT_LVA)."""

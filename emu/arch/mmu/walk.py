@@ -25,6 +25,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from emu.arch.fields import mair_attr_name
 from emu.arch.mmu.regime import (
     MAX_PA_BITS,
     Granule,
@@ -37,7 +38,6 @@ from emu.arch.mmu.regime import (
     regime_va_range,
     regime_walk_params,
 )
-from emu.arch.sysregs import mair_attr_name
 
 MASK64 = (1 << 64) - 1
 
