@@ -10,19 +10,21 @@ from pathlib import Path
 import pytest
 from conftest import HEAD_S
 
+from emu.analysis.layout import (
+    LAYOUT_PRESETS,
+    ProblemKind,
+    check_layout,
+    preset_layout,
+    va_map,
+)
 from emu.asm.assembler import assemble_file
 from emu.image.layout import (
-    LAYOUT_PRESETS,
     SLOT_SIZE,
     Layout,
     LayoutError,
-    ProblemKind,
     Region,
-    check_layout,
     expand_macros,
     layout_from_macros,
-    preset_layout,
-    va_map,
 )
 
 BOOTEMU = [sys.executable, "-m", "emu.cli.main"]

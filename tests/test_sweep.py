@@ -17,6 +17,7 @@ import pytest
 from conftest import HEAD_S, REPO
 
 from emu.analysis.corpus import load_defects, materialize
+from emu.analysis.layout import LAYOUT_PRESETS
 from emu.analysis.sweep import (
     LOAD_ADDRESS_PRESETS,
     MAX_ADDRESSES,
@@ -30,7 +31,6 @@ from emu.analysis.sweep import (
     verdict_runs,
 )
 from emu.asm.assembler import assemble_file
-from emu.image.layout import LAYOUT_PRESETS
 
 BOOTEMU = [sys.executable, "-m", "emu.cli.main"]
 MIB = 1 << 20

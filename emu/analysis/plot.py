@@ -15,8 +15,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from emu.analysis.layout import check_layout, va_map
 from emu.analysis.sweep import CLEAN, SweepResult, verdict_runs
-from emu.image.layout import SLOT_COUNT, SLOT_SHIFT, Layout, check_layout, va_map
+from emu.image.layout import SLOT_COUNT, SLOT_SHIFT, Layout
 
 __all__ = ["PlotError", "ensure_plotting", "plot_layout", "plot_sweep"]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from emu.analysis.layout import check_layout, get_preset, va_map
 from emu.asm.assembler import assemble_file
 from emu.cli.options import (
     BUNDLED_SOURCE,
@@ -18,7 +19,7 @@ from emu.cli.options import (
     one_line_error,
     parse_defines,
 )
-from emu.image.layout import LayoutError, check_layout, get_preset, layout_from_macros, va_map
+from emu.image.layout import LayoutError, layout_from_macros
 
 # emu.analysis.plot is imported inside the command, so that the other commands do not
 # pay for it.

@@ -15,11 +15,11 @@ from typing import Any
 
 import click
 
+from emu.analysis.layout import LAYOUT_PRESETS
 from emu.asm.preprocess import parse_define
 from emu.asm.source import AssemblyError
 from emu.board.spec import BootSpec, parse_ram
 from emu.image.boot_image import ImageError
-from emu.image.layout import LAYOUT_PRESETS
 from emu.image.load import ImageKind
 
 BUNDLED_SOURCE = Path(__file__).resolve().parents[2] / "asm" / "head.S"

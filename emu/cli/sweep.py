@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from emu.analysis.layout import get_preset
 from emu.asm.assembler import assemble_file
 from emu.cli.options import (
     BUNDLED_SOURCE,
@@ -20,7 +21,6 @@ from emu.cli.options import (
     one_line_error,
     parse_defines,
 )
-from emu.image.layout import get_preset
 from emu.machine.machine import DEFAULT_MAX_INSNS
 from emu.machine.targets import DEFAULT_TARGET
 
