@@ -33,8 +33,9 @@ from emu.board.semihosting import SYS_EXIT, SYS_EXIT_EXTENDED
 from emu.board.spec import load_image
 from emu.checks.run import check_image
 from emu.image.boot_image import BootImage
-from emu.machine.machine import PSTATE_EL2H, SCR_EL3_BOOT, Machine, StopKind
+from emu.machine.machine import PSTATE_EL2H, SCR_EL3_BOOT, Machine
 from emu.machine.mmu import cp_reg
+from emu.machine.stop import StopKind
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "images"))

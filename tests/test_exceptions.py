@@ -7,7 +7,8 @@ import pytest
 from conftest import LOAD, PAGE, PROLOGUE, Tables, build_image, run_checked
 
 from emu.machine.events import ExceptionTaken
-from emu.machine.machine import Machine, StopKind
+from emu.machine.machine import Machine
+from emu.machine.stop import StopKind
 
 HIGH = 0x80_0000_0000
 DATA = LOAD + 0x8000

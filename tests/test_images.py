@@ -28,7 +28,8 @@ from emu.image.arm64 import parse_arm64_header
 from emu.image.boot_image import ImageError
 from emu.image.load import ImageKind, detect_kind
 from emu.machine.events import MmuDisable, MmuEnable, SysRegWrite, TlbInvalidate, TtbrWrite
-from emu.machine.machine import Machine, StopKind
+from emu.machine.machine import Machine
+from emu.machine.stop import StopKind
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "images"))
 from build import EL1_VIRT, EL2_LOAD, EL2_VIRT, Built, build, toolchain_missing  # noqa: E402

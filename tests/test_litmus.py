@@ -44,7 +44,7 @@ import pytest
 
 from emu.board.board import Board
 from emu.checks.run import build_image, check_image
-from emu.machine.machine import StopKind
+from emu.machine.stop import StopKind
 
 LITMUS = Path(__file__).resolve().parent / "litmus"
 LOAD = 0x4000_0000

@@ -5,7 +5,8 @@ from __future__ import annotations
 from conftest import LOAD, PROLOGUE, Tables, build_image, run_checked
 
 from emu.machine.events import MmuEnable, TlbInvalidate, TtbrWrite
-from emu.machine.machine import Machine, StopKind
+from emu.machine.machine import Machine
+from emu.machine.stop import StopKind
 
 HIGH = 0x80_0000_0000  # level-0 slot 1, aliased to LOAD by the tables below
 

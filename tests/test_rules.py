@@ -13,7 +13,7 @@ from conftest import (
     run_checked,
 )
 
-from emu.machine.machine import StopKind
+from emu.machine.stop import StopKind
 
 SECOND = LOAD + 0x20_0000  # a second 2 MiB of RAM, holding nothing
 

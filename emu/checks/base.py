@@ -16,7 +16,8 @@ from emu.arch.mmu.tlb import TlbEntry, TlbModel
 from emu.arch.mmu.walk import Access, Fault, Translation
 from emu.image.boot_image import BootImage
 from emu.machine.events import SysRegWrite
-from emu.machine.machine import MachineObserver, Stop
+from emu.machine.machine import MachineObserver
+from emu.machine.stop import Stop
 
 if TYPE_CHECKING:
     from emu.machine.machine import Machine

@@ -9,7 +9,7 @@ from __future__ import annotations
 from emu.checks.base import Check
 from emu.checks.layout_of import image_layout
 from emu.image.layout import SLOT_SHIFT
-from emu.machine.machine import Stop
+from emu.machine.stop import Stop
 
 
 class IdentityClash(Check):

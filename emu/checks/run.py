@@ -14,7 +14,8 @@ from emu.checks import ALL_CHECKS, Check, CheckContext, Finding
 from emu.image.boot_image import BootImage, FailureCode
 from emu.image.load import DEFAULT_ASM_LOAD_ADDRESS, ImageKind
 from emu.machine.events import Event, TransitionWindow
-from emu.machine.machine import DEFAULT_MAX_INSNS, Machine, Stop, StopKind
+from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
+from emu.machine.stop import Stop, StopKind
 from emu.machine.targets import DEFAULT_TARGET, EXIT_TARGET, run_targets
 
 DEFAULT_LOAD_ADDRESS = DEFAULT_ASM_LOAD_ADDRESS

@@ -11,7 +11,8 @@ from emu.arch.mmu.regime import RegimeName, regime_for_el
 from emu.arch.mmu.walk import Access, Fault, Translation
 from emu.board.board import Board
 from emu.image.boot_image import BootImage
-from emu.machine.machine import DEFAULT_MAX_INSNS, Machine, Stop
+from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
+from emu.machine.stop import Stop
 from emu.machine.targets import run_targets
 
 REGIMES = {"el2": RegimeName.EL2, "el1": RegimeName.EL10}
