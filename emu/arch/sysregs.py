@@ -1,4 +1,4 @@
-"""AArch64 system-register and system-instruction encodings, names and decoders.
+"""AArch64 system-register and system-instruction encodings and names; TLBI reach.
 
 The MRS/MSR space is addressed by ``(op0, op1, CRn, CRm, op2)``; the SYS space
 (TLBI, IC, DC, AT) by ``(op1, CRn, CRm, op2)`` with op0 = 1.  Unicorn's
