@@ -128,3 +128,34 @@ def test_a_walk_into_missing_memory_is_an_external_abort_on_the_walk() -> None:
     assert run.stop.kind is StopKind.ARRIVED, run.stop.message
     # DFSC 0b0101LL: synchronous external abort on a walk, at level 1.
     assert run.machine.reg("x10") == (EC_DABT_SAME << 26) | IL | 0b010101
+
+
+# -- exceptions Unicorn reports through its interrupt hook (issue 10 item 11) ------
+
+def test_an_undefined_instruction_is_taken_to_the_vector_with_its_own_syndrome() -> None:
+    """After a data abort (ESR 0x96000006 left in ESR_EL2), UDF #0 is taken to
+    VBAR_EL2 + 0x200 with ESR EC 0 "Unknown reason", IL 1: 0x02000000 - Unicorn
+    itself writes no syndrome for it."""
+    source = _program("ldr x3, [x2]\n    udf #0", HIGH + 0x20_0000).replace(
+        "    b done\n.align 12", "    add x2, x12, #4\n    msr elr_el2, x2\n    eret\n.align 12")
+    source = source.replace("mrs x10, esr_el2", "mrs x10, esr_el2\n    add x20, x20, #1")
+    image = build_image(source, _tables())
+    run = run_checked(image, "done")
+    assert run.stop.kind is StopKind.ARRIVED, run.stop.message
+    machine = run.machine
+    assert machine.reg("x20") == 2  # the abort, then the undefined instruction
+    assert machine.reg("x10") == 0x0200_0000
+    assert machine.reg("x12") == image.symbols["access"] + 4
+    taken = [e for e in machine.events if isinstance(e, ExceptionTaken)]
+    assert [e.taken.esr for e in taken if e.taken] == [
+        (EC_DABT_SAME << 26) | IL | (TRANSLATION + 2), 0x0200_0000]
+    assert any("0x2000000" in f.message for f in run.findings
+               if f.rule == "unexpected-exception")
+
+
+def test_an_unanswered_hvc_reports_its_own_syndrome() -> None:
+    image = build_image("_start:\n    hvc #0x1234\n    b _start\n", Tables())
+    stop = Machine(image).run(max_insns=100)
+    assert stop.kind is StopKind.EXCEPTION
+    # EC 0x16 (HVC), IL 1, ISS = imm16.
+    assert f"ESR {(0x16 << 26) | IL | 0x1234:#x}" in stop.message

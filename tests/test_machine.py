@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from conftest import LOAD, PROLOGUE, Tables, build_image, run_checked
+from conftest import LOAD, PAGE, PROLOGUE, Tables, build_image, run_checked
 
-from emu.machine.events import MmuEnable, TlbInvalidate, TtbrWrite
+from emu.arch.mmu.walk import Translation
+from emu.machine.events import (
+    Barrier,
+    DescriptorWrite,
+    MmuEnable,
+    StaleTranslationUse,
+    TlbInvalidate,
+    TtbrWrite,
+)
 from emu.machine.machine import Machine
 from emu.machine.stop import StopKind
 
@@ -188,3 +196,112 @@ def test_a_mapping_translates_every_byte_of_its_page_not_only_the_first_kibibyte
     assert (machine.reg("x7"), machine.reg("x8"), machine.reg("x9")) == (0x1111, 0x2222, 0x3333)
     written = int.from_bytes(machine.uc.mem_read(data + 0x808, 8), "little")
     assert written == 0x1111
+
+
+# -- issue 10: TLB maintenance, table stores, DSBs --------------------------------
+
+DVA = 0x5000_0000
+PAGE_A, PAGE_B = LOAD + 0x20000, LOAD + 0x21000
+
+
+def _remap_program() -> str:
+    """DVA -> page_a is read, replaced in place by page_b (no break-before-make),
+    read again before any TLBI, then TLBI VAE2; DSB; ISB and read a third time."""
+    return f"""
+_start:{PROLOGUE}
+    ldr x1, =root
+    msr ttbr0_el2, x1
+    tlbi alle2
+    dsb ish
+    mrs x2, sctlr_el2
+    orr x2, x2, #1
+    msr sctlr_el2, x2
+    isb
+    ldr x4, ={DVA:#x}
+    ldr x5, [x4]
+    ldr x8, =slot
+    ldr x8, [x8]
+    ldr x9, ={PAGE_B | PAGE:#x}
+replace:
+    str x9, [x8]
+    dsb ish
+    isb
+stale:
+    ldr x6, [x4, #0x238]
+    lsr x13, x4, #12
+    tlbi vae2is, x13
+    dsb ish
+    isb
+    ldr x7, [x4]
+done:
+    b done
+.ltorg
+slot:
+    .quad 0
+.align 12
+root:
+"""
+
+
+def _remap_image(tables: Tables):  # type: ignore[no-untyped-def]
+    tables.base = LOAD + 0x1000  # 'root', right after the code page
+    root = tables.new_table()
+    tables.identity_2m(root, LOAD)
+    tables.map(root, DVA, PAGE_A | PAGE, 3)
+    slot = next(a for a, v in tables.entries.items() if v == PAGE_A | PAGE)
+    tables.entries[PAGE_A], tables.entries[PAGE_B] = 0xA1, 0xB2
+    tables.entries[PAGE_A + 0x238], tables.entries[PAGE_B + 0x238] = 0xA1, 0xB2
+    image = build_image(_remap_program(), tables)
+    tables.entries[image.symbols["slot"]] = slot
+    return build_image(_remap_program(), tables)
+
+
+def test_a_tlbi_makes_the_guest_stop_using_what_it_removed(tables: Tables) -> None:
+    """Item 2: until the TLBI the stale entry may be used (the model continues
+    through it); after TLBI + DSB the guest must see the new page.  A guest TLBI
+    does not reliably flush Unicorn's softmmu TLB (DESIGN.md section 3), so the
+    machine flushes it itself after every TLBI that removed model entries."""
+    image = _remap_image(tables)
+    machine = Machine(image)
+    flushes: list[int] = []
+    schedule = machine.schedule_flush
+    machine.schedule_flush = lambda: (flushes.append(machine.pc), schedule())  # type: ignore[method-assign]
+    stop = machine.run([image.symbols["done"]])
+    assert stop.kind is StopKind.ARRIVED, stop.message
+    assert machine.reg("x5") == 0xA1
+    assert machine.reg("x6") == 0xA1  # through the stale entry
+    assert machine.reg("x7") == 0xB2
+    tlbi = next(e for e in machine.events
+                if isinstance(e, TlbInvalidate) and e.operation == "TLBI VAE2IS")
+    assert tlbi.pc in flushes
+
+
+def test_a_stale_use_names_the_accessed_address_and_events_come_in_order(
+        tables: Tables) -> None:
+    image = _remap_image(tables)
+    run = run_checked(image, "done")
+    events = run.machine.events
+    order = [e.index for e in events]
+    assert order == sorted(order)
+    [write] = [e for e in events if isinstance(e, DescriptorWrite)]
+    assert write.pc == image.symbols["replace"]
+    [stale] = [e for e in events if isinstance(e, StaleTranslationUse)]
+    assert stale.pc == image.symbols["stale"]
+    assert stale.va == DVA + 0x238 and stale.fill_va == DVA
+    assert isinstance(stale.fresh, Translation) and stale.fresh.pa == PAGE_B + 0x238
+    assert stale.entry.memory_attributes == stale.fresh.memory_attributes
+
+
+def test_dsbs_after_maintenance_are_barrier_events_and_the_watch_ends(tables: Tables) -> None:
+    """Item 3: from a TLBI or table store to its DSB the machine watches
+    instructions (and emits each DSB as a Barrier); after it, no more."""
+    image = _remap_image(tables)
+    machine = Machine(image)
+    calls: list[int] = []
+    original = machine._on_window_insn
+    machine._on_window_insn = lambda *args: (calls.append(args[1]), original(*args))  # type: ignore[method-assign]
+    stop = machine.run([image.symbols["done"]])
+    assert stop.kind is StopKind.ARRIVED
+    dsbs = [e for e in machine.events if isinstance(e, Barrier) and e.operation == "DSB ISH"]
+    assert len(dsbs) == 3  # after the first TLBI, the table store and the TLBI VAE2
+    assert len(calls) < 40

@@ -124,7 +124,10 @@ class CacheMaintenance(Event):
 
 @dataclass(frozen=True)
 class Barrier(Event):
-    """DSB, DMB or ISB; only seen inside an MMU-transition window."""
+    """DSB, DMB, ISB or ERET; seen only where the machine watches instructions:
+    inside an MMU-transition window, from a translation-register write to its
+    context synchronization, and from a TLBI or table store to the DSB that
+    completes it.  One event per instruction, whoever watches it."""
 
     operation: str
 
@@ -186,6 +189,32 @@ class UnsynchronizedFetch(Event):
 
 
 @dataclass(frozen=True)
+class UnsynchronizedAccess(UnsynchronizedFetch):
+    """A load or store, before any context synchronization, to an address whose
+    translation the write ``write`` changed.
+
+    ``va`` is the address accessed, ``access`` ``"read"`` or ``"write"``;
+    ``old_pa`` where it would go under the regime before the write and
+    ``new_pa`` under the new one (None: a fault).  The event's ``pc`` and
+    ``pa`` are the instruction's.
+    """
+
+    va: int = 0
+    access: str = "read"
+    new_pa: int | None = None
+
+    @property
+    def kind(self) -> str:
+        return "unsynchronized-access"
+
+    def describe(self) -> str:
+        old = f"PA {self.old_pa:#x}" if self.old_pa is not None else "a fault"
+        new = f"PA {self.new_pa:#x}" if self.new_pa is not None else "a fault"
+        return (f"{self.access} of VA {self.va:#x} goes to {new} after {self.write.register} "
+                f"#{self.write.index} but to {old} before it, and no ISB came between")
+
+
+@dataclass(frozen=True)
 class DescriptorWrite(Event):
     """A store that changed a descriptor in a page of live translation tables.
 
@@ -212,14 +241,19 @@ class DescriptorWrite(Event):
 class StaleTranslationUse(Event):
     """An access that hit a TLB entry a fresh walk no longer gives.
 
-    ``entry`` is the architectural TLB entry the access may use; ``fresh`` the
-    walk of the tables as they are now.
+    ``va`` is the exact address accessed (worked out from the instruction's
+    memory operand: Unicorn reports only its 1 KiB page, kept as ``fill_va``).
+    ``entry`` is the architectural TLB entry the access may use (its output
+    page, permissions, memory attributes, shareability); ``fresh`` the walk of
+    ``va`` through the tables as they are now (a Translation carries the same
+    permissions and attributes, for comparison).
     """
 
     va: int
     access: str
     entry: TlbEntry
     fresh: Translation | Fault
+    fill_va: int | None = None
 
     @property
     def kind(self) -> str:
@@ -231,6 +265,28 @@ class StaleTranslationUse(Event):
         return (f"{self.access} of VA {self.va:#x} through a TLB entry to PA "
                 f"{self.entry.pa_page | (self.va & 0xFFF):#x} (made at #{self.entry.made_at}); "
                 f"the tables now give {now}")
+
+
+@dataclass(frozen=True)
+class IncompleteMaintenanceUse(Event):
+    """A translation table walk that read a descriptor whose store no DSB has
+    completed yet: the walk may see the old descriptor (DDI 0487 D8.17.1, R_DDMVT).
+
+    ``va`` is the address translated (its 1 KiB page, as Unicorn reports it).
+    """
+
+    va: int
+    access: str
+    store: DescriptorWrite
+
+    @property
+    def kind(self) -> str:
+        return "incomplete-maintenance-use"
+
+    def describe(self) -> str:
+        return (f"{self.access} of VA {self.va:#x} walks the descriptor at PA "
+                f"{self.store.descriptor_address:#x} stored at #{self.store.index} with no DSB "
+                f"since")
 
 
 @dataclass(frozen=True)

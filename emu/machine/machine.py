@@ -10,7 +10,9 @@ Checking mode installs no per-instruction Python hook.  What it does install:
   instructions: for checking, only inside an *MMU-transition window* - from
   an MMU-off (or the first MMU-on) to the first context synchronization after
   the MMU is on - so the few instructions that matter are recorded with their
-  VA and PA (:mod:`emu.machine.windows`).
+  VA and PA (:mod:`emu.machine.windows`); from a translation-register write
+  to its context synchronization; and from a TLBI or table store to the DSB
+  that completes it (:mod:`emu.machine.maintenance`).
 
 Every call to :meth:`Machine.run` ends with a :class:`~emu.machine.stop.Stop`
 that says why.
@@ -29,7 +31,10 @@ from unicorn import (
     UC_ERR_READ_PROT,
     UC_ERR_WRITE_PROT,
     UC_HOOK_CODE,
+    UC_HOOK_MEM_READ,
+    UC_HOOK_MEM_WRITE,
     UC_HOOK_TLB_FILL,
+    UC_MEM_WRITE,
     UC_MODE_ARM,
     UC_PROT_ALL,
     UC_TLB_VIRTUAL,
@@ -42,7 +47,7 @@ from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 from emu.arch.exceptions import TakenException
 from emu.arch.mmu.regime import TranslationRegime
 from emu.arch.mmu.tlb import TlbModel
-from emu.arch.mmu.walk import Fault, Translation
+from emu.arch.mmu.walk import Access, Fault, Translation
 from emu.board.board import Board
 from emu.board.console import Console
 from emu.board.devices import attach_devices
@@ -50,11 +55,12 @@ from emu.board.guest import InterruptHandler, MmioRead, MmioWrite
 from emu.image.boot_image import BootImage, ImageError
 from emu.machine.counter import BlockCounter
 from emu.machine.delivery import ExceptionDelivery
-from emu.machine.events import Event, TransitionWindow
+from emu.machine.events import Barrier, Event, TransitionWindow
+from emu.machine.maintenance import MaintenanceTracker
 from emu.machine.mmu import SOFTMMU_PAGE, MmuUnit, cp_reg
 from emu.machine.probes import Probes
 from emu.machine.stop import Stop, StopKind
-from emu.machine.windows import WindowTracker
+from emu.machine.windows import WindowTracker, barrier_name
 
 MIB = 1 << 20
 DEFAULT_RAM_SIZE = 128 * MIB  # QEMU virt's; see emu.board.board.Board for the layout
@@ -66,6 +72,13 @@ SCR_EL3_BOOT = 0x501
 HCR_EL2_RW = 1 << 31
 PSTATE_EL2H = 0x3C9
 PSTATE_EL1H = 0x3C5
+
+
+class MemoryObserver(Protocol):
+    """Something that watches data accesses one by one (see :meth:`Machine.watch_memory`)."""
+
+    def on_memory(self, access: Access, address: int) -> None:
+        """Called before a load (``Access.READ``) or store (``Access.WRITE``) of VA ``address``."""
 
 
 class MachineObserver:
@@ -128,6 +141,9 @@ class Machine:
         # is any, one UC_HOOK_CODE calls them (see watch_instructions).
         self._watchers: list[InstructionObserver] = []
         self._instruction_hook: int | None = None
+        # The same for data accesses (one UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE).
+        self._memory_watchers: list[MemoryObserver] = []
+        self._memory_hook: int | None = None
         self._flush_pending = False
         self._stop: Stop | None = None
         self._running = False
@@ -135,6 +151,8 @@ class Machine:
         self._counter = BlockCounter()
         self._probes = Probes(self)
         self._windows = WindowTracker(self)
+        self._maintenance = MaintenanceTracker(self)
+        self._last_barrier: Barrier | None = None
         self._delivery = ExceptionDelivery(self)
         self._install_hooks()
         self.devices = attach_devices(self, self.plan, self.board.el, self.console)
@@ -175,6 +193,12 @@ class Machine:
             raise RuntimeError(f"Unicorn's page size is {uc.ctl_get_page_size()}, "
                                f"the MMU glue expects {SOFTMMU_PAGE}")
         uc.hook_add(UC_HOOK_TLB_FILL, self.mmu.on_tlb_fill)
+        # No exit addresses at all: Unicorn translates (and so fetches through
+        # the MMU model) the page of each exit address, at start and again when a
+        # run is stopped; after an MMU change in the run that fetch may fault and
+        # end the run with an abort the guest never caused.  Stops are code hooks.
+        uc.ctl_exits_enabled(True)
+        uc.ctl_set_exits([])
         self._probes.install(uc)
         self._counter.install(uc)
 
@@ -244,11 +268,36 @@ class Machine:
     # -- what the machine's parts report ---------------------------------------
 
     def emit(self, event: Event) -> None:
-        """Record an event and hand it to every observer, then to the window tracker."""
+        """Record an event and hand it to every observer, then to the window tracker.
+
+        Table stores executed before the event's instruction are reported first:
+        the timeline stays in instruction order.
+        """
+        self._probes.settle_before(event.index)
         self.events.append(event)
         for observer in self.observers:
             observer.on_event(event)
         self._windows.on_event(event)
+        self._maintenance.on_event(event)
+
+    def barrier_at(self, index: int, address: int) -> Barrier | None:
+        """The barrier (DSB, DMB, ISB) or ERET about to execute at ``address``, the
+        ``index``-th instruction, emitted once however many watchers see it; None
+        when the instruction is none of those."""
+        last = self._last_barrier
+        if last is not None and last.index == index and last.pc == address:
+            return last
+        pa = self.mmu.executed_pa(address)
+        data = self.read_physical(pa, 4) if pa is not None else None
+        if data is None:
+            return None
+        operation = barrier_name(int.from_bytes(data, "little"))
+        if operation is None:
+            return None
+        barrier = Barrier(index, address, pa, self.el, operation)
+        self._last_barrier = barrier
+        self.emit(barrier)
+        return barrier
 
     def publish_window(self, window: TransitionWindow) -> None:
         """Record a closed MMU-transition window and hand it to every observer."""
@@ -272,6 +321,26 @@ class Machine:
         """Stop calling ``observer`` before each instruction (see :meth:`watch_instructions`)."""
         self._watchers = [watcher for watcher in self._watchers if watcher is not observer]
         self.pause()
+
+    def watch_memory(self, observer: MemoryObserver) -> None:
+        """Call ``observer.on_memory`` before every load and store from now on
+        (a Python call per access: only for short stretches, like
+        :meth:`watch_instructions`)."""
+        if all(watcher is not observer for watcher in self._memory_watchers):
+            self._memory_watchers.append(observer)
+            self.pause()
+
+    def unwatch_memory(self, observer: MemoryObserver) -> None:
+        """Stop calling ``observer`` for each data access."""
+        if any(watcher is observer for watcher in self._memory_watchers):
+            self._memory_watchers = [w for w in self._memory_watchers if w is not observer]
+            self.pause()
+
+    def _on_memory(self, _uc: Uc, access: int, address: int, _size: int, _value: int,
+                   _user_data) -> None:
+        kind = Access.WRITE if access == UC_MEM_WRITE else Access.READ
+        for observer in tuple(self._memory_watchers):
+            observer.on_memory(kind, address)
 
     def _on_window_insn(self, _uc: Uc, address: int, _size: int, _user_data) -> None:
         """The per-instruction hook (UC_HOOK_CODE), installed only while some
@@ -306,6 +375,13 @@ class Machine:
         elif not self._watchers and self._instruction_hook is not None:
             uc.hook_del(self._instruction_hook)
             self._instruction_hook = None
+            uc.ctl_flush_tb()
+        if self._memory_watchers and self._memory_hook is None:
+            self._memory_hook = uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_memory)
+            uc.ctl_flush_tb()  # translated code calls memory hooks only if they existed then
+        elif not self._memory_watchers and self._memory_hook is not None:
+            uc.hook_del(self._memory_hook)
+            self._memory_hook = None
             uc.ctl_flush_tb()
 
     def _resync_counter(self) -> None:
@@ -390,8 +466,8 @@ class Machine:
         uc.emu_stop()
 
     def _start(self, pc: int, count: int = 0) -> UcError | None:
-        # ``until`` is an odd address no PC can equal, inside the page about to
-        # be fetched anyway: Unicorn's start-up probe of it is then harmless.
+        # ``until`` is ignored (exits are enabled and the list is empty, see
+        # _install_hooks); it is an odd address no PC can equal all the same.
         try:
             self.uc.emu_start(pc, (pc & ~0x3FF) | 1, 0, count)
         except UcError as err:

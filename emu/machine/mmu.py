@@ -8,6 +8,12 @@ what keeps checking mode close to bare Unicorn speed.
 
 Successful walks with the MMU on become entries of the architectural
 :class:`~emu.arch.mmu.tlb.TlbModel`.
+
+Every store to a page that is, or becomes, a translation table must come
+back here: such pages are handed to Unicorn read-only.  A page becomes a
+table page when a walk first reads a descriptor from it, or when a TTBR
+write points at tables that hold it; Unicorn may already hold that page
+writable from before, so its softmmu TLB is flushed at the next stop.
 """
 
 from __future__ import annotations
@@ -22,7 +28,14 @@ from unicorn.unicorn import Uc, UcError
 from emu.arch.fields import pa_range_bits
 from emu.arch.mmu.regime import RegimeName, TranslationRegime, regime_asid, regime_for_el
 from emu.arch.mmu.tlb import PAGE_MASK, TlbEntry, TlbModel
-from emu.arch.mmu.walk import Access, Fault, Translation, WalkReadError, translate
+from emu.arch.mmu.walk import (
+    Access,
+    Fault,
+    Translation,
+    WalkReadError,
+    table_pages,
+    translate,
+)
 from emu.arch.sysregs import sysreg_encoding
 
 
@@ -88,6 +101,16 @@ class MmuUnit:
         self.on_stale: Callable[[TlbEntry, Translation | Fault, int, Access], None] = (
             lambda *_: None)
         self.on_table_store: Callable[[int, int], None] = lambda *_: None
+        # Told when a page becomes a table page (the softmmu TLB may hold it writable).
+        self.on_new_table_page: Callable[[int], None] = lambda *_: None
+        # Told of a walk, only while set (stores to tables not yet completed by a DSB).
+        self.on_walk: Callable[[Translation | Fault, int, Access], None] | None = None
+        # Per regime, the 4 KiB pages of its translation tables: reachable from
+        # its TTBRs when they were last written, or read by a walk since.
+        # Stores to them are seen; tables a TTBR no longer points at drop out
+        # (unless live TLB entries were walked through them, see is_table_page).
+        self._tables: dict[RegimeName, set[int]] = {}
+        self.table_pages: set[int] = set()
         self.fills = 0
 
     # -- state ---------------------------------------------------------------
@@ -135,6 +158,36 @@ class MmuUnit:
     ) -> Translation | Fault:
         return translate(regime or self.regime(), self.read_descriptor, va, access)
 
+    def learn_tables(self, regime: TranslationRegime) -> None:
+        """Record the table pages reachable from ``regime``'s TTBRs as table pages."""
+        def read(pa: int, size: int) -> bytes | None:
+            try:
+                return bytes(self._uc.mem_read(pa, size))
+            except UcError:
+                return None
+
+        reachable = table_pages(regime, read)
+        new = reachable - self.table_pages
+        self._tables[regime.name] = reachable
+        self.table_pages = set().union(*self._tables.values())
+        if new:
+            self.on_new_table_page(min(new))
+
+    def is_table_page(self, pa: int) -> bool:
+        """Whether a physical page is known to hold translation tables."""
+        return pa & PAGE_MASK in self.table_pages or self.tlb.is_table_page(pa)
+
+    def executed_pa(self, va: int) -> int | None:
+        """Where the instruction at VA was fetched from: through the architectural
+        TLB entry when one covers it (the fill hook prefers it to a fresh walk
+        that disagrees), else through the tables; None when both fault."""
+        regime = self.regime()
+        if regime.mmu_enabled:
+            cached = self.tlb.lookup(regime.name.value, va, regime_asid(regime))
+            if cached is not None and cached.perms & UC_PROT_EXEC:
+                return cached.pa_page | (va & ~PAGE_MASK)
+        return self.fetch_pa(va, regime)
+
     def fetch_pa(self, va: int, regime: TranslationRegime | None = None) -> int | None:
         result = self.translate(va, Access.FETCH, regime)
         return result.pa if isinstance(result, Translation) else None
@@ -155,14 +208,18 @@ class MmuUnit:
         regime = self.regime(regime_for_el(el))
         access = _ACCESS_OF_UC.get(uc_access, Access.READ)
         result = translate(regime, self.read_descriptor, va, access, el0=(el == 0))
-        cached = self.tlb.lookup(regime.name.value, va) if regime.mmu_enabled else None
-        if cached is not None and cached.usable_with(regime_asid(regime)):
-            fresh_pa = result.pa & PAGE_MASK if isinstance(result, Translation) else None
-            if fresh_pa != cached.pa_page and cached.perms & _PROT_OF_ACCESS[access]:
-                self.on_stale(cached, result, va, access)
-                entry.paddr = cached.pa_page | (va & ~PAGE_MASK & ~(SOFTMMU_PAGE - 1))
-                entry.perms = cached.perms
-                return True
+        if self.on_walk is not None:
+            self.on_walk(result, va, access)
+        asid = regime_asid(regime)
+        cached = self.tlb.lookup(regime.name.value, va, asid) if regime.mmu_enabled else None
+        if cached is not None and cached.perms & _PROT_OF_ACCESS[access] and _differs(
+            cached, result
+        ):
+            # The PE may use the cached entry (R_GPPYH): the access goes where it says.
+            self.on_stale(cached, result, va, access)
+            entry.paddr = cached.pa_page | (va & ~PAGE_MASK & ~(SOFTMMU_PAGE - 1))
+            entry.perms = cached.perms
+            return True
         if isinstance(result, Fault):
             if self.first_fault is None:
                 self.first_fault = FillFault(result, regime, el)
@@ -178,12 +235,20 @@ class MmuUnit:
         # maps the 1 KiB page holding VA, so it needs that page's PA, not the 4 KiB one.
         entry.paddr = result.pa & ~(SOFTMMU_PAGE - 1)
         entry.perms = perms
-        if access is not Access.FETCH and self.tlb.is_table_page(result.pa):
+        if access is not Access.FETCH and self.is_table_page(result.pa):
             if access is Access.WRITE:
                 self.on_table_store(va, result.pa & PAGE_MASK)
             else:
                 entry.perms = perms & ~UC_PROT_WRITE
         if regime.mmu_enabled:
+            descriptors = tuple(step.descriptor_address for step in result.steps)
+            new_tables = {address & PAGE_MASK for address in descriptors} - self.table_pages
+            if new_tables:
+                # A page just became a table page; Unicorn may hold it writable
+                # from earlier accesses, and every store to it must be seen.
+                self._tables.setdefault(regime.name, set()).update(new_tables)
+                self.table_pages |= new_tables
+                self.on_new_table_page(min(new_tables))
             self.tlb.insert(
                 TlbEntry(
                     regime=regime.name.value,
@@ -192,12 +257,28 @@ class MmuUnit:
                     size=result.size,
                     select=result.ttbr_select or 0,
                     ttbr=regime.ttbr1 if result.ttbr_select == 1 else regime.ttbr0,
-                    asid=regime_asid(regime) if result.not_global else None,
+                    asid=asid if result.not_global else None,
                     made_at=self._index_now(),
                     executable=result.executable,
                     writable=result.writable,
                     perms=perms,
-                    descriptors=tuple(step.descriptor_address for step in result.steps),
+                    descriptors=descriptors,
+                    memory_attributes=result.memory_attributes,
+                    shareability=result.shareability,
+                    level=result.level,
                 )
             )
         return True
+
+
+def _differs(cached: TlbEntry, fresh: Translation | Fault) -> bool:
+    """Whether a fresh walk gives another translation than a cached entry: a fault,
+    another output address, memory type or shareability (the permissions the
+    access needs are checked by the walk itself, which faults without them)."""
+    if isinstance(fresh, Fault):
+        return True
+    if fresh.pa & PAGE_MASK != cached.pa_page:
+        return True
+    if cached.memory_attributes >= 0 and fresh.memory_attributes != cached.memory_attributes:
+        return True
+    return cached.shareability >= 0 and fresh.shareability != cached.shareability

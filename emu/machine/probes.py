@@ -15,6 +15,7 @@ from unicorn import (
     UC_ERR_FETCH_UNMAPPED,
     UC_ERR_READ_UNMAPPED,
     UC_ERR_WRITE_UNMAPPED,
+    UC_HOOK_CODE,
     UC_HOOK_INSN,
     UC_HOOK_INTR,
     UC_HOOK_MEM_UNMAPPED,
@@ -25,7 +26,8 @@ from unicorn import (
 )
 from unicorn import arm64_const as a64
 
-from emu.arch.mmu.regime import regime_for_el
+from emu.arch.exceptions import ESR_IL, TakenException, vector_offset
+from emu.arch.mmu.regime import RegimeName, regime_asid, regime_for_el
 from emu.arch.mmu.tlb import TlbEntry
 from emu.arch.mmu.walk import Access, Fault, Translation
 from emu.arch.sysregs import sys_op_name, sysreg_name
@@ -40,7 +42,8 @@ from emu.machine.events import (
     TlbInvalidate,
     TtbrWrite,
 )
-from emu.machine.mmu import REGIME_FIELD_OF
+from emu.machine.mmu import REGIME_FIELD_OF, SOFTMMU_PAGE
+from emu.machine.operands import memory_operand_address
 from emu.machine.stop import Stop, StopKind
 
 if TYPE_CHECKING:
@@ -64,6 +67,23 @@ _INTERRUPT_NAMES = {
     13: "SMC",
     16: "semihosting call",
 }
+
+_EXCP_UDEF = 1
+# SVC, HVC and SMC: their exception class and the encoding of the instruction
+# with imm16 cleared (DDI 0487 C6.2, "Exception generation").
+_CALL_CLASSES = {2: 0x15, 11: 0x16, 13: 0x17}
+_CALL_ENCODINGS = {2: 0xD4000001, 11: 0xD4000002, 13: 0xD4000003}
+
+
+
+def exception_syndrome(ec: int, iss: int = 0) -> int:
+    """ESR_ELx for exception class ``ec`` raised by a 32-bit instruction (IL = 1).
+
+    An undefined instruction is EC 0x00 "Unknown reason" with ISS 0 (DDI 0487
+    D24.2.46 ESR_EL2): 0x02000000.
+    """
+    return (ec << 26) | ESR_IL | (iss & 0x1FFFFFF)
+
 
 _UNMAPPED_KINDS = {
     UC_MEM_FETCH_UNMAPPED: "fetch from",
@@ -89,8 +109,11 @@ class Probes:
                                        dict[int, tuple[TlbEntry, ...]]]] = []
         # The last access to missing memory in this stretch of emulation: (kind, PA).
         self.unmapped: tuple[str, int] | None = None
+        # The one-shot code hook that stops emulation right after a table store.
+        self._after_store_hook: int | None = None
         machine.mmu.on_stale = self._on_stale_use
         machine.mmu.on_table_store = self._on_table_store
+        machine.mmu.on_new_table_page = self._on_new_table_page
 
     def install(self, uc: Uc) -> None:
         uc.hook_add(UC_HOOK_INSN, self._on_msr, None, 1, 0, a64.UC_ARM64_INS_MSR)
@@ -99,9 +122,26 @@ class Probes:
         uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
 
     def settle(self) -> None:
-        """Report what happened to the stores into live tables that have executed."""
+        """Report what happened to the stores into table pages that have executed;
+        for one about to execute (again), stop right after it.
+
+        Each store is compared on its own, at the stop right behind it: two
+        stores to one page are two changes, each blamed on its store, and the
+        change takes its place in the timeline at the store's index.
+        """
+        uc = self._machine.uc
+        if self._after_store_hook is not None:
+            uc.hook_del(self._after_store_hook)
+            self._after_store_hook = None
         if self._table_stores:
             self._compare_table_stores()
+        if self._table_stores:
+            # A store never branches: the next instruction is the one after it
+            # (an exception instead leaves this hook unused until the next stop).
+            after = self._table_stores[0][1] + 4
+            self._after_store_hook = uc.hook_add(UC_HOOK_CODE, _stop_here, None, after, after)
+            # Code translated before the hook existed has no call to it.
+            uc.ctl_remove_cache(after, after + 4)
 
     def unmapped_access(self, errno: int, pc: int) -> tuple[str, int] | None:
         """The access to missing memory behind a stop with Unicorn error ``errno``
@@ -143,6 +183,10 @@ class Probes:
         # Fills can happen between this write and the stop below, and must
         # already see the new value.
         machine.mmu.remember(after)
+        if fieldname in ("ttbr0", "ttbr1", "tcr") or (fieldname == "sctlr" and new & 1):
+            # The tables this regime now points at may be walked as soon as the
+            # MMU is on: from here on, every store to them is seen.
+            machine.mmu.learn_tables(after)
         machine.emit(event)
         # Stop right after this instruction: the softmmu TLB must be flushed
         # (QEMU keeps it across TTBR writes) and the regime snapshot re-read.
@@ -160,8 +204,14 @@ class Probes:
         if name.startswith("TLBI"):
             if self._table_stores:
                 self._compare_table_stores()  # report the stores before what they await
-            machine.tlb.apply_tlbi(name, cp.val)
+            dropped = machine.tlb.apply_tlbi(name, cp.val)
             machine.emit(TlbInvalidate(index, pc, pa, el, name, cp.val))
+            if dropped:
+                # Unicorn's softmmu TLB keeps what the model just dropped unless
+                # flushed (a guest TLBI does not flush it): without this the
+                # guest would go on using translations the TLBI removed.
+                machine.schedule_flush()
+                machine.pause()
         elif name.startswith(("IC", "DC")):
             machine.emit(CacheMaintenance(index, pc, pa, el, name, cp.val))
         return False
@@ -172,14 +222,62 @@ class Probes:
             if handler(machine, intno):
                 return  # handled, e.g. firmware or semihosting: the guest runs on
         pc = machine.pc
+        el = machine.el
         cause = _INTERRUPT_NAMES.get(intno, f"exception {intno}")
-        esr = machine.mmu.read_sysreg("ESR_EL2" if machine.el >= 2 else "ESR_EL1")
-        event = ExceptionTaken(machine.index_at(pc), pc, machine.mmu.fetch_pa(pc), machine.el,
-                               f"{cause} (ESR {esr:#x})")
+        # Unicorn does not write ESR for the exceptions it reports here (ESR
+        # still holds the previous exception's syndrome): build this one's.
+        esr = self._syndrome(intno, pc)
+        index = machine.index_at(pc)
+        if intno == _EXCP_UDEF and esr is not None:
+            taken = self._undefined(pc, el, esr)
+            if taken is not None:
+                machine.take_exception(taken)
+                machine.emit(ExceptionTaken(index, pc, machine.mmu.fetch_pa(pc), el,
+                                            f"{cause} (ESR {esr:#x})", taken))
+                machine.pause()
+                return
+        what = f"{cause} (ESR {esr:#x})" if esr is not None else cause
+        event = ExceptionTaken(index, pc, machine.mmu.fetch_pa(pc), el, what)
         machine.emit(event)
         machine.request_stop(Stop(StopKind.EXCEPTION, pc, event.index,
                                   f"exception taken at {pc:#x} "
-                                  f"({machine.symbolize(pc, event.pa)}): {cause}"))
+                                  f"({machine.symbolize(pc, event.pa)}): {what}"))
+
+    def _word(self, va: int) -> int | None:
+        pa = self._machine.mmu.fetch_pa(va)
+        if pa is None:
+            return None
+        data = self._machine.read_physical(pa, 4)
+        return int.from_bytes(data, "little") if data is not None else None
+
+    def _syndrome(self, intno: int, pc: int) -> int | None:
+        """ESR_ELx of the exception Unicorn reported as ``intno`` at ``pc``, or None
+        when it is not one of the synchronous exceptions built here."""
+        if intno == _EXCP_UDEF:
+            return exception_syndrome(0x00)
+        ec = _CALL_CLASSES.get(intno)
+        if ec is None:
+            return None
+        # SVC/HVC/SMC report the preferred return address (the next instruction);
+        # ISS holds the instruction's imm16 (bits [20:5]).
+        for address in (pc - 4, pc):
+            word = self._word(address)
+            if word is not None and word & 0xFFE0001F == _CALL_ENCODINGS[intno]:
+                return exception_syndrome(ec, (word >> 5) & 0xFFFF)
+        return exception_syndrome(ec)
+
+    def _undefined(self, pc: int, el: int, esr: int) -> TakenException | None:
+        """The exception entry of an undefined instruction at ``pc``, taken to the
+        current EL (EL1 from EL0), or None when there is no usable vector."""
+        machine = self._machine
+        to_el = max(1, el)
+        vbar = machine.mmu.read_sysreg(f"VBAR_EL{to_el}")
+        pstate = machine.uc.reg_read(a64.UC_ARM64_REG_PSTATE)
+        vector = vbar + vector_offset(el, to_el, pstate)
+        regime = machine.mmu.regime(regime_for_el(to_el))
+        if vbar == 0 or machine.mmu.fetch_pa(vector, regime) is None:
+            return None
+        return TakenException("undefined instruction", el, to_el, esr, None, pc, pstate, vector)
 
     def _on_unmapped(self, uc: Uc, access: int, address: int, _size, _value, _user_data) -> bool:
         self.unmapped = (_UNMAPPED_KINDS.get(access, "access to"), address)
@@ -189,8 +287,31 @@ class Probes:
                       access: Access) -> None:
         machine = self._machine
         pc = machine.pc
+        address = self._accessed_address(va, access, pc)
+        index = machine.index_at(pc)
+        last = machine.events[-1] if machine.events else None
+        if isinstance(last, StaleTranslationUse) and (last.index, last.va) == (index, address):
+            return  # the same access filled again (re-executed after a stop)
+        if address != va:
+            # The walk the rule compares with is of the address itself.
+            fresh = machine.mmu.translate(address, access)
         machine.emit(StaleTranslationUse(machine.index_at(pc), pc, machine.mmu.fetch_pa(pc),
-                                         machine.el, va, access.value, entry, fresh))
+                                         machine.el, address, access.value, entry, fresh,
+                                         fill_va=va))
+
+    def _accessed_address(self, va: int, access: Access, pc: int) -> int:
+        """The exact VA of an access Unicorn reports by its 1 KiB page: the PC for
+        a fetch, else the load or store's memory operand (when it lies in that page)."""
+        page = va & ~(SOFTMMU_PAGE - 1)
+        if access is Access.FETCH:
+            return pc if pc & ~(SOFTMMU_PAGE - 1) == page else va
+        word = self._word(pc)
+        if word is None:
+            return va
+        address = memory_operand_address(word.to_bytes(4, "little"), pc, self._machine.uc)
+        if address is not None and address & ~(SOFTMMU_PAGE - 1) == page:
+            return address
+        return va
 
     def _on_table_store(self, va: int, page: int) -> None:
         """A store is about to land in a page of live descriptors: keep the page's
@@ -199,18 +320,37 @@ class Probes:
         pc = machine.pc
         index = machine.index_at(pc)
         if any(store[0] == index for store in self._table_stores):
-            # Stopping from inside a fill abandons the instruction; the second
+            # Emulation stopped at this store from inside its fill; the second
             # time round it must be let through, or it would never complete.
+            # The page is writable in Unicorn's TLB now: flush it again at the
+            # stop right after the store, so the next store to it comes back.
+            machine.schedule_flush()
             return
         before = bytes(machine.uc.mem_read(page, 0x1000))
-        live = machine.tlb.entries_by_descriptor(page)
+        # Live: usable now, i.e. global or of the ASID current in its regime (R_XXNPZ).
+        asids = {name.value: regime_asid(machine.mmu.regime(name))
+                 for name in (RegimeName.EL2, RegimeName.EL10)}
+        live = machine.tlb.entries_by_descriptor(page, asids)
         self._table_stores.append((index, pc, va, page, before, live))
         machine.schedule_flush()  # hand the page back read-only afterwards
         machine.pause()
 
-    def _compare_table_stores(self) -> None:
+    def _on_new_table_page(self, _page: int) -> None:
+        """A page just became a table page: Unicorn may hold it writable, so flush
+        its softmmu TLB before the next instruction (stores must come back)."""
+        self._machine.schedule_flush()
+        self._machine.pause()
+
+    def settle_before(self, index: int) -> None:
+        """Report the table stores executed before the ``index``-th instruction, so
+        that an event there comes after them in the timeline."""
+        if self._table_stores and self._table_stores[0][0] < index:
+            self._compare_table_stores(index)
+
+    def _compare_table_stores(self, now: int | None = None) -> None:
         machine = self._machine
-        now = machine.index_now()
+        if now is None:
+            now = machine.index_now()
         done = [store for store in self._table_stores if store[0] < now]
         # A store not executed yet (the stop came first) stays pending.
         self._table_stores = [store for store in self._table_stores if store[0] >= now]
@@ -224,3 +364,7 @@ class Probes:
                 address = page + offset
                 machine.emit(DescriptorWrite(index, pc, machine.mmu.fetch_pa(pc), machine.el,
                                              va, address, old, new, live.get(address, ())))
+
+
+def _stop_here(uc: Uc, _address: int, _size: int, _user_data) -> None:
+    uc.emu_stop()

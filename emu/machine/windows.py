@@ -5,7 +5,9 @@ A window runs from an MMU-off (or the first MMU-on) to the first context
 synchronization after the MMU is on again; every instruction in it is
 recorded with its VA and PA, then a short tail up to the jump to the link
 address.  Separately, after a translation-register write and until the next
-ISB (or ERET), each fetch is compared under the old and the new value.
+context synchronization event (ISB, exception entry or ERET - the
+architecture sets no instruction count after which a write is in force), each
+fetch and each data access is compared under the old and the new value.
 
 :class:`WindowTracker` is an observer the machine feeds: it sees every event
 after the machine's other observers, and asks the machine for per-instruction
@@ -24,10 +26,12 @@ from emu.arch.mmu.walk import Access, Translation
 from emu.machine.events import (
     Barrier,
     Event,
+    ExceptionTaken,
     MmuDisable,
     MmuEnable,
     SysRegWrite,
     TransitionWindow,
+    UnsynchronizedAccess,
     UnsynchronizedFetch,
     WindowFetch,
 )
@@ -38,18 +42,18 @@ if TYPE_CHECKING:
 
 WINDOW_RECORD_LIMIT = 4096
 WINDOW_TAIL_LIMIT = 8
-# How long a translation-register write waits for its ISB before the machine
-# stops watching for fetches that depend on it.
-UNSYNCHRONIZED_LIMIT = 64
 
 _ISB = 0xD5033FDF
 _ERET = 0xD69F03E0
 
 
-def _barrier_name(word: int) -> str | None:
-    """Name an A64 barrier encoding, or None if the word is not one."""
+def barrier_name(word: int) -> str | None:
+    """Name an A64 barrier encoding (``"DSB ISH"``, ``"ISB"``, and ``"ERET"``, which
+    synchronizes context too), or None if the word is none of those."""
     if word == _ISB:
         return "ISB"
+    if word == _ERET:
+        return "ERET"
     options = {0xF: "SY", 0xE: "ST", 0xD: "LD", 0xB: "ISH", 0xA: "ISHST", 0x9: "ISHLD",
                0x7: "NSH", 0x6: "NSHST", 0x5: "NSHLD", 0x3: "OSH", 0x2: "OSHST", 0x1: "OSHLD"}
     crm = (word >> 8) & 0xF
@@ -76,6 +80,10 @@ class WindowTracker:
     def on_event(self, event: Event) -> None:
         """A write to a register that shapes translation may open a window, and
         is not in force for fetches until the next context synchronization."""
+        if isinstance(event, ExceptionTaken) and event.taken is not None and self._unsynced:
+            # Exception entry is a context synchronization event.
+            self._synchronized()
+            return
         if not isinstance(event, SysRegWrite) or event.register not in REGIME_FIELD_OF:
             return
         machine = self._machine
@@ -88,6 +96,40 @@ class WindowTracker:
             machine.watch_instructions(self)
         else:
             machine.unwatch_instructions(self)
+        if self._unsynced:
+            machine.watch_memory(self)
+
+    def _synchronized(self) -> None:
+        """A context synchronization event: every translation write is now in force."""
+        self._unsynced.clear()
+        self._machine.unwatch_memory(self)
+        if not self._watching():
+            self._machine.unwatch_instructions(self)
+
+    def on_memory(self, access: Access, address: int) -> None:
+        """Called for every data access while a translation write is unsynchronized.
+
+        Until a context synchronization event the PE may still translate with
+        the old register value (DDI 0487 D24.1.2.2): an access whose translation
+        differs between the old and the new value depends on the missing ISB.
+        """
+        machine = self._machine
+        if not self._unsynced:
+            return
+        new = machine.mmu.translate(address, access)
+        new_pa = new.pa if isinstance(new, Translation) else None
+        for write in reversed(self._unsynced):
+            old = machine.mmu.translate(address, access, write.before)
+            old_pa = old.pa if isinstance(old, Translation) else None
+            if old_pa != new_pa:
+                pc = machine.pc
+                self._unsynced.clear()  # one report per unsynchronized stretch
+                machine.unwatch_memory(self)
+                machine.emit(UnsynchronizedAccess(machine.index_at(pc), pc,
+                                                  machine.mmu.fetch_pa(pc), machine.el,
+                                                  write, old_pa, address, access.value,
+                                                  new_pa))
+                return
 
     def on_run_end(self) -> None:
         if self._window is not None:
@@ -101,20 +143,16 @@ class WindowTracker:
         self._last_watched = index
         machine = self._machine
         fetch = self._fetch_record(index, address)
-        barrier = _barrier_name(fetch.word) or ("ERET" if fetch.word == _ERET else None)
-        event = None
-        if barrier is not None:
-            event = Barrier(index, address, fetch.pa if fetch.pa >= 0 else None, machine.el,
-                            barrier)
-            machine.emit(event)
+        event = machine.barrier_at(index, address) if barrier_name(fetch.word) else None
+        barrier = event.operation if event is not None else None
         if self._unsynced:
             self._check_unsynchronized(fetch)
         if self._window is not None:
             self._record_window(fetch, event)
         elif self._tail_of is not None:
             self._record_tail(fetch)
-        if barrier in ("ISB", "ERET"):
-            self._unsynced.clear()  # context synchronization: every write now applies
+        if barrier in ("ISB", "ERET") and self._unsynced:
+            self._synchronized()  # context synchronization: every write now applies
         if not self._watching():
             machine.unwatch_instructions(self)
 
@@ -174,8 +212,6 @@ class WindowTracker:
         old and new values depends on the missing synchronization.
         """
         machine = self._machine
-        self._unsynced = [w for w in self._unsynced
-                          if fetch.index - w.index <= UNSYNCHRONIZED_LIMIT]
         new_pa = fetch.pa if fetch.pa >= 0 else None
         # The latest write that makes a difference is the one to name: its
         # "before" already holds the earlier unsynchronized values.
@@ -184,6 +220,7 @@ class WindowTracker:
             old_pa = old.pa if isinstance(old, Translation) else None
             if old_pa != new_pa:
                 self._unsynced.clear()  # one report per unsynchronized stretch
+                machine.unwatch_memory(self)
                 machine.emit(UnsynchronizedFetch(fetch.index, fetch.va, new_pa, machine.el,
                                                  write, old_pa))
                 return

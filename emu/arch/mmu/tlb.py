@@ -8,6 +8,15 @@ UNKNOWN, so a regime counts as *unknown* until its first invalidate-all.
 
 The checks ask this model which translations are *live* (made since the last
 invalidation that covers them) when tables are replaced.
+
+Entries are keyed by (regime, ASID, VA page): a non-global entry belongs to
+one ASID and can only translate while that ASID is current (DDI 0487
+D8.16.3.1, R_XXNPZ), so the entries of two ASIDs for one VA live side by side
+and neither replaces the other.  A global entry (ASID None) serves every ASID.
+
+The module also says which DSB completes what (:func:`dsb_completes_tlbi`,
+:func:`dsb_completes_stores`): a TLBI, or a store to a translation table, is
+only guaranteed to have taken effect after a DSB of the right kind.
 """
 
 from __future__ import annotations
@@ -35,6 +44,9 @@ class TlbEntry:
     writable: bool
     perms: int = 0  # the softmmu permissions (UC_PROT_*) the translation granted
     descriptors: tuple[int, ...] = ()  # physical addresses of the descriptors walked
+    memory_attributes: int = -1  # the MAIR byte the walk gave (-1: not recorded)
+    shareability: int = -1  # SH[1:0] of the leaf descriptor (-1: not recorded)
+    level: int = -1  # level of the leaf descriptor (-1: not recorded)
 
     def usable_with(self, asid: int | None) -> bool:
         """Whether the CPU may use this entry while ``asid`` is current."""
@@ -45,7 +57,7 @@ class TlbModel:
     """Per-regime sets of cached translations and whether each set is known."""
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, int], TlbEntry] = {}
+        self._entries: dict[tuple[str, int | None, int], TlbEntry] = {}
         self._known: set[str] = set()
         # 4 KiB pages holding descriptors that live entries were walked from,
         # with how many entries depend on each.
@@ -55,10 +67,19 @@ class TlbModel:
         """Whether a physical page holds descriptors some live entry was walked from."""
         return self._table_pages.get(pa & PAGE_MASK, 0) > 0
 
-    def entries_by_descriptor(self, page: int) -> dict[int, tuple[TlbEntry, ...]]:
-        """For each descriptor address in a 4 KiB page, the live entries walked through it."""
+    def entries_by_descriptor(
+        self, page: int, asids: dict[str, int | None] | None = None
+    ) -> dict[int, tuple[TlbEntry, ...]]:
+        """For each descriptor address in a 4 KiB page, the live entries walked through it.
+
+        With ``asids`` (regime name -> current ASID), only the entries usable
+        now count: a non-global entry of another ASID is not live for the
+        current context (R_XXNPZ).
+        """
         found: dict[int, list[TlbEntry]] = {}
         for entry in self._entries.values():
+            if asids is not None and not entry.usable_with(asids.get(entry.regime)):
+                continue
             for address in entry.descriptors:
                 if address & PAGE_MASK == page:
                     found.setdefault(address, []).append(entry)
@@ -68,7 +89,7 @@ class TlbModel:
         for page in {address & PAGE_MASK for address in entry.descriptors}:
             self._table_pages[page] = self._table_pages.get(page, 0) + delta
 
-    def _drop(self, keys: list[tuple[str, int]]) -> int:
+    def _drop(self, keys: list[tuple[str, int | None, int]]) -> int:
         for key in keys:
             self._count_tables(self._entries.pop(key), -1)
         return len(keys)
@@ -78,17 +99,25 @@ class TlbModel:
         return regime in self._known
 
     def insert(self, entry: TlbEntry) -> None:
-        key = (entry.regime, entry.va_page)
+        """Add an entry; it replaces only an entry of the same regime, ASID and page."""
+        key = (entry.regime, entry.asid, entry.va_page)
         if key in self._entries:
             self._drop([key])
         self._entries[key] = entry
         self._count_tables(entry, +1)
 
     def entries(self, regime: str) -> list[TlbEntry]:
-        return [e for (r, _), e in self._entries.items() if r == regime]
+        return [e for (r, _, _), e in self._entries.items() if r == regime]
 
-    def lookup(self, regime: str, va: int) -> TlbEntry | None:
-        return self._entries.get((regime, va & PAGE_MASK))
+    def lookup(self, regime: str, va: int, asid: int | None = None) -> TlbEntry | None:
+        """The entry the PE may use for VA while ``asid`` is current: one of that
+        ASID, else a global one (None when there is neither)."""
+        page = va & PAGE_MASK
+        if asid is not None:
+            entry = self._entries.get((regime, asid, page))
+            if entry is not None:
+                return entry
+        return self._entries.get((regime, None, page))
 
     def invalidate_all(self, regime: str) -> int:
         """TLBI ALLE2 / VMALLE1 and friends: drop every entry of the regime."""
@@ -142,3 +171,62 @@ class TlbModel:
         if scope.by_asid:
             return self.invalidate_asid(scope.regime, asid)
         return 0
+
+
+# DSB option names as the disassembly spells them (``DSB ISH``), by domain and type.
+_DSB_DOMAIN = {"SY": 3, "OSH": 2, "ISH": 1, "NSH": 0}
+
+
+def _dsb_parts(operation: str) -> tuple[int, str] | None:
+    """(domain rank, access type "" / "ST" / "LD") of ``"DSB ISHST"``; None if not a DSB."""
+    words = operation.upper().split()
+    if len(words) != 2 or words[0] != "DSB":
+        return None
+    option = words[1]
+    kind = ""
+    for suffix in ("ST", "LD"):
+        if option.endswith(suffix) and option != "SY":
+            option, kind = option[: -len(suffix)], suffix
+            break
+    if option == "":  # "DSB ST", "DSB LD": full system, one access type
+        option = "SY"
+    if option not in _DSB_DOMAIN:
+        return None
+    return _DSB_DOMAIN[option], kind
+
+
+def dsb_completes_tlbi(dsb: str, tlbi: str) -> bool:
+    """Whether barrier ``dsb`` (``"DSB ISH"``) completes TLB maintenance ``tlbi``.
+
+    DDI 0487 D8.17.8 "Ordering and completion of TLB maintenance instructions":
+    a TLBI is complete only after a DSB that applies to both loads and stores
+    (R_PSMWS: DSB ISHST or ISHLD does not do), in a shareability domain that
+    covers the TLBI's - any domain, NSH included, for a TLBI of this PE
+    only; Inner Shareable or wider (ISH, OSH, SY) for the ``...IS`` forms,
+    which reach every PE of the Inner Shareable domain.
+    """
+    parts = _dsb_parts(dsb)
+    if parts is None:
+        return False
+    domain, kind = parts
+    if kind:
+        return False
+    try:
+        inner_shareable = tlbi_scope(tlbi).inner_shareable
+    except ValueError:
+        inner_shareable = tlbi.upper().endswith("IS")
+    return domain >= _DSB_DOMAIN["ISH"] if inner_shareable else True
+
+
+def dsb_completes_stores(dsb: str) -> bool:
+    """Whether barrier ``dsb`` makes earlier stores (translation table updates) visible
+    to translation table walks.
+
+    A store to a translation table is guaranteed visible to the walker only
+    after a DSB (DDI 0487 D8.17.1, R_DDMVT step 6; K11.5.3 "Ensuring the
+    visibility of updates to translation tables"); a store-only DSB (Linux's
+    ``dsb(ishst)`` after a table update) waits for stores, a load-only one
+    (``...LD``) does not.
+    """
+    parts = _dsb_parts(dsb)
+    return parts is not None and parts[1] != "LD"
