@@ -50,8 +50,9 @@ def test_a_defect_exits_1_naming_rule_pc_and_symbol(tmp_path: Path) -> None:
     source = materialize(defect, HEAD_S, tmp_path)
     result = bootemu("check", str(source), "-I", str(HEAD_S.parent / "include"), "--json")
     assert result.returncode == 1
-    [finding] = json.loads(result.stdout)["findings"]
-    assert finding["rule"] == "ttbr-switch-live"
+    findings = json.loads(result.stdout)["findings"]
+    assert {f["rule"] for f in findings} == {"ttbr-switch-conflict", "ttbr-switch-live"}
+    finding = next(f for f in findings if f["rule"] == "ttbr-switch-live")
     assert finding["symbol"].startswith("switch_ttbr_id")
     assert finding["pc"] >= 0x80_0020_0000
 
@@ -102,3 +103,19 @@ def test_help_teaches() -> None:
     for command in ("check", "trace", "rules"):
         assert command in result.stdout
     assert "Exit status" in bootemu("check", "--help").stdout
+
+
+def test_rules_that_cannot_judge_are_reported_as_not_applicable(tmp_path: Path) -> None:
+    # A raw binary declares no layout of static regions: the two layout rules
+    # have nothing to judge, and the report must say so rather than count them
+    # among the rules that stayed silent.
+    binary = tmp_path / "spin.bin"
+    binary.write_bytes((0x14000000).to_bytes(4, "little"))  # b .
+    text = bootemu("check", str(binary), "--until", "exit", "--max-insns", "100")
+    assert "not applicable: [identity-clash] the image is a raw binary" in text.stdout
+    assert "not applicable: [layout-slot0]" in text.stdout
+    report = json.loads(bootemu("check", str(binary), "--until", "exit", "--max-insns", "100",
+                                "--json").stdout)
+    assert [skipped["rule"] for skipped in report["not_applicable"]] == [
+        "identity-clash", "layout-slot0"]
+    assert "identity-clash" not in report["rules"]

@@ -57,93 +57,9 @@ CATALOGUE = frozenset({
     "live-descriptor-change", "identity-clash", "layout-slot0", "unexpected-exception",
 })
 
-# What bootemu gets wrong today, program by program (issue 10 item numbers).
-XFAIL = {
-    # item 1: stores to a page that becomes a table page after its softmmu fill
-    "l3-make-use-replace": "issue 10 item 1: the replacement store goes through a writable "
-                           "softmmu entry and is never seen; the verdict is clean",
-    # item 3: DSB not modelled
-    "tlbi-no-dsb-mmu-on": "issue 10 item 3: missing-dsb does not exist; clean",
-    "tlbi-dsb-st-mmu-on": "issue 10 item 3: missing-dsb does not exist (DSB ISHST taken as "
-                          "completing the TLBI); clean",
-    "table-store-no-dsb-mmu-on": "issue 10 item 3: missing-dsb does not exist (table store "
-                                 "not completed before the MMU-on); clean",
-    "ttbr1-replace-tlbi-no-dsb": "issue 10 item 3: missing-dsb does not exist (TLBI not "
-                                 "completed before the new TTBR1 tables are used); clean",
-    # item 4: the TLB model keyed by (regime, VA page), other ASIDs' entries live
-    "asid-switch-back-stale": "issue 10 items 4, 5: ASID 2's entry for DVA replaced ASID 1's, "
-                              "so missing-tlbi and stale-tlb stay silent; ttbr-switch-live "
-                              "fires twice on switches from the reserved table",
-    "asid-other-change-tlbi": "issue 10 items 4, 5: live-descriptor-change fires on a change "
-                              "to tables no TTBR points at (ASID 1's entries counted as live "
-                              "under ASID 2); ttbr-switch-live fires on switches from the "
-                              "reserved table",
-    "asid-switch-clean": "issue 10 item 5: ttbr-switch-live fires on TTBR0_EL1 writes from the "
-                         "reserved (empty) table",
-    # item 5: ttbr-switch-live too broad, ttbr-switch-conflict missing
-    "ttbr-same-value": "issue 10 item 5: ttbr-switch-live fires on a rewrite of the same value",
-    "ttbr-cnp-only": "issue 10 item 5: ttbr-switch-live fires on a CnP-only change",
-    "ttbr0-asid-only": "issue 10 item 5: ttbr-switch-live fires on an ASID-only change over "
-                       "identical tables",
-    "ttbr1-asid-refresh": "issue 10 item 5: ttbr-switch-live fires on Linux's TTBR1 ASID "
-                          "refresh over identical tables and on the TTBR0 write from the "
-                          "reserved table",
-    "ttbr-switch-conflict": "issue 10 item 5: ttbr-switch-conflict does not exist; only "
-                            "ttbr-switch-live fires",
-    "ttbr-switch-conflict-size": "issue 10 item 5: ttbr-switch-conflict does not exist; only "
-                                 "ttbr-switch-live fires",
-    "ttbr-switch-conflict-memtype": "issue 10 item 5: ttbr-switch-conflict does not exist; only "
-                                    "ttbr-switch-live fires",
-    # item 6: live-descriptor-change fires on the wrong changes, misses others
-    "ldc-ap-readonly-tlbi": "issue 10 item 6: live-descriptor-change fires on a permission-only "
-                            "change (AP[2])",
-    "ldc-xn-set-tlbi": "issue 10 item 6: live-descriptor-change fires on a permission-only "
-                       "change (XN)",
-    "ldc-software-bits": "issue 10 item 6: live-descriptor-change fires on software bits 55-58",
-    "ldc-ng-set": "issue 10 item 6: live-descriptor-change fires on nG 0 -> 1",
-    "ldc-dbm-set": "issue 10 item 6: live-descriptor-change fires on a DBM change",
-    "ldc-mmu-off-oa-change": "issue 10 item 6: live-descriptor-change fires on a change made "
-                             "with the MMU off (TLBI done before the MMU-on)",
-    "xen-protect-pass": "issue 10 items 6, 11: live-descriptor-change fires on the "
-                        "permission-only changes (twice, both blamed on the first store)",
-    "ldc-oa-after-tlbi": "issue 10 item 6: silent on a valid -> valid change of output address "
-                         "made right after a TLBI",
-    "bbm-break-without-dsb": "issue 10 items 3, 6: a break-before-make without the DSB before "
-                             "the TLBI is taken as complete; clean",
-    "bbm-tlbi-without-dsb": "issue 10 items 3, 6: a break-before-make without the DSB after "
-                            "the TLBI is taken as complete; clean",
-    "bbm-without-tlbi": "issue 10 items 6, 11: the make after a break with no TLBI is blamed "
-                        "on the break store (the finding is at the wrong instruction)",
-    "ldc-memtype-live": "issue 10 item 6: the finding does not name the field (memory type)",
-    "ldc-shareability-live": "issue 10 item 6: the finding does not name the field "
-                             "(shareability)",
-    "ldc-ng-clear": "issue 10 item 6: the finding does not name the field (nG)",
-    "ldc-block-split-live": "issue 10 item 6: the finding does not name the field (size)",
-    # item 7: fetch-outside-identity judges MMU-off fetches and hand-offs
-    "foi-helper-mmu-off": "issue 10 item 7: fetch-outside-identity fires on a helper called "
-                          "with the MMU off",
-    "foi-handoff": "issue 10 item 7: fetch-outside-identity judges a hand-off with the MMU off "
-                   "against tables no longer in use",
-    # item 8: missing-isb
-    "isb-missing-data-access": "issue 10 item 8: missing-isb checks only fetches; clean",
-    "isb-missing-data-access-late": "issue 10 item 8: missing-isb checks only fetches, and "
-                                    "stops watching after 64 instructions; clean",
-    # item 9: stale TLB entries compared by PA only, named by page base
-    "stale-write-after-readonly": "issue 10 item 6: live-descriptor-change fires on the "
-                                  "permission-only change (stale-tlb itself is right)",
-    "stale-perm-mmu-on-no-tlbi": "issue 10 items 6, 9: missing-tlbi compares PAs only and "
-                                 "misses the stale writable entry; live-descriptor-change "
-                                 "fires on a permission change made with the MMU off",
-    "stale-after-unmap": "issue 10 item 9: stale-tlb names the 1 KiB page of the access "
-                         "(VA 0x40200000), not the accessed address 0x40200238",
-    # item 11: reports
-    "report-two-changes": "issue 10 item 11: both descriptor changes are blamed on the first "
-                          "store",
-    "report-timeline-order": "issue 10 item 11: the descriptor write is emitted after a later "
-                             "barrier (timeline out of instruction order)",
-    "report-esr-udf": "issue 10 item 11: the UDF is not delivered to the guest's vector and "
-                      "the finding prints the previous exception's ESR (0x96000006)",
-}
+# What bootemu gets wrong today, program by program (issue 10 item numbers), as
+# strict xfails: a fix turns its entry into a failure until the entry is deleted.
+XFAIL: dict[str, str] = {}
 
 
 @dataclass
@@ -228,8 +144,10 @@ def test_litmus(path: Path) -> None:
     assert {f.rule for f in run.findings} == set(expectation.rules), (
         sorted(expectation.rules), found)
     for rule, labels in expectation.at.items():
-        wanted = sorted(image.symbols[label] for label in labels)
-        got = sorted(f.pc for f in run.findings if f.rule == rule)
+        # "At a label" means at the instruction the label names, whichever alias
+        # it ran at (code may run at a TTBR1 address): compare physical addresses.
+        wanted = sorted(image.physical(image.symbols[label]) for label in labels)
+        got = sorted(f.pc if f.pa is None else f.pa for f in run.findings if f.rule == rule)
         assert got == wanted, (rule, [hex(a) for a in got], labels, found)
     for rule, text in expectation.names:
         said = [" ".join((f.message, *f.evidence)).lower()

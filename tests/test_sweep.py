@@ -178,8 +178,8 @@ def test_a_rule_that_fires_is_the_verdict(tmp_path: Path) -> None:
                   if d.name == "ttbr-write-mmu-on")
     source = materialize(defect, HEAD_S, tmp_path)
     [result] = sweep(source, [0x4000_0000], include_dirs=[HEAD_S.parent / "include"], jobs=1)
-    assert result.verdict == "ttbr-switch-live"
-    assert result.rules == ("ttbr-switch-live",)
+    assert result.verdict == "ttbr-switch-conflict+ttbr-switch-live"
+    assert result.rules == ("ttbr-switch-conflict", "ttbr-switch-live")
 
 
 def test_an_exhausted_budget_is_incomplete() -> None:

@@ -14,18 +14,22 @@ from emu.checks.fetch_outside_identity import FetchOutsideIdentity
 from emu.checks.identity_clash import IdentityClash
 from emu.checks.layout_slot0 import LayoutSlot0
 from emu.checks.live_descriptor_change import LiveDescriptorChange
+from emu.checks.missing_dsb import MissingDsb
 from emu.checks.missing_isb import MissingIsb
 from emu.checks.missing_tlbi import MissingTlbi
 from emu.checks.mmu_toggle_off_identity import MmuToggleOffIdentity
 from emu.checks.stale_tlb import StaleTlb
+from emu.checks.ttbr_switch_conflict import TtbrSwitchConflict
 from emu.checks.ttbr_switch_live import TtbrSwitchLive
 from emu.checks.unexpected_exception import UnexpectedException
 
 ALL_CHECKS: tuple[type[Check], ...] = (
+    TtbrSwitchConflict,
     TtbrSwitchLive,
     MmuToggleOffIdentity,
     FetchOutsideIdentity,
     MissingTlbi,
+    MissingDsb,
     MissingIsb,
     StaleTlb,
     LiveDescriptorChange,

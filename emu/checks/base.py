@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from emu.arch.mmu.regime import TranslationRegime, regime_asid
+from emu.arch.mmu.regime import RegimeName, TranslationRegime, regime_asid
 from emu.arch.mmu.tlb import TlbEntry, TlbModel
 from emu.arch.mmu.walk import Access, Fault, Translation
 from emu.image.boot_image import BootImage
@@ -52,6 +52,9 @@ class CheckContext:
 
     def __init__(self, machine: Machine) -> None:
         self._machine = machine
+        # Results several rules derive from the same event (e.g. the comparison
+        # of the tables a TTBR write swaps), computed once: key -> value.
+        self.shared: dict[object, object] = {}
 
     @property
     def image(self) -> BootImage:
@@ -68,6 +71,15 @@ class CheckContext:
 
     def symbolize(self, va: int, pa: int | None = None) -> str:
         return self._machine.symbolize(va, pa)
+
+    def read_physical(self, pa: int, size: int) -> bytes | None:
+        """``size`` bytes of physical memory as they are now (None where there is none);
+        a :data:`emu.checks.tables.TableReader`."""
+        return self._machine.read_physical(pa, size)
+
+    def regime(self, name: RegimeName) -> TranslationRegime:
+        """The registers of a translation regime as they are now."""
+        return self._machine.mmu.regime(name)
 
 
 class Check(MachineObserver):
@@ -91,6 +103,25 @@ class Check(MachineObserver):
     def finish(self, stop: Stop) -> None:
         """Called once when the run has ended."""
 
+    def not_applicable(self) -> str | None:
+        """Why this rule cannot judge the image at all (None: it judges it).
+
+        A rule that is not applicable is left out of the run's rule list and
+        listed, with this reason, in :attr:`emu.checks.run.CheckRun.not_applicable`.
+        """
+        return None
+
+
+@dataclass(frozen=True)
+class NotApplicable:
+    """A rule that did not judge a run, and why."""
+
+    rule: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"rule": self.rule, "reason": self.reason}
+
 
 def live_entries(tlb: TlbModel, event: SysRegWrite) -> list[TlbEntry]:
     """The TLB entries a register write puts at stake.
@@ -113,3 +144,34 @@ def describe_translation(result: Translation | Fault) -> str:
     if isinstance(result, Fault):
         return result.describe()
     return f"PA {result.pa:#x}"
+
+
+def differences(entry: TlbEntry, fresh: Translation) -> list[str]:
+    """How a TLB entry differs from what a fresh walk gives for its page:
+    ``"output address"`` or ``"permissions"`` (write or execute); empty when it
+    translates the page the same way.  A size-only difference gives the same
+    translation of the page (two sizes at once are ttbr-switch-conflict's and
+    live-descriptor-change's concern)."""
+    found = []
+    if fresh.pa & ~0xFFF != entry.pa_page:
+        found.append("output address")
+    if (fresh.writable, fresh.executable) != (entry.writable, entry.executable):
+        found.append("permissions")
+    return found
+
+
+def _rwx(writable: bool, executable: bool) -> str:
+    return "R" + ("W" if writable else "-") + ("X" if executable else "-")
+
+
+def describe_entry(entry: TlbEntry, va: int | None = None) -> str:
+    """``PA 0x40004238 (RW-)``: where a TLB entry sends ``va`` (its page base by default)."""
+    pa = entry.pa_page | (va & 0xFFF) if va is not None else entry.pa_page
+    return f"PA {pa:#x} ({_rwx(entry.writable, entry.executable)})"
+
+
+def describe_fresh(result: Translation | Fault) -> str:
+    """A fresh walk in the words of :func:`describe_entry`, or the fault it gives."""
+    if isinstance(result, Fault):
+        return result.describe()
+    return f"PA {result.pa:#x} ({_rwx(result.writable, result.executable)})"

@@ -7,7 +7,7 @@ run has ended, and reported at the image's entry.
 from __future__ import annotations
 
 from emu.checks.base import Check
-from emu.checks.layout_of import image_layout
+from emu.checks.layout_of import image_layout, no_layout_reason
 from emu.image.layout import SLOT_SHIFT
 from emu.machine.stop import Stop
 
@@ -22,6 +22,9 @@ class IdentityClash(Check):
         "aliasing that region; Xen's layout rework keeps level-0 slot 0 (or the first N "
         "slots) free so that RAM loaded there can always be identity-mapped."
     )
+
+    def not_applicable(self) -> str | None:
+        return no_layout_reason(self.context.image)
 
     def finish(self, stop: Stop) -> None:
         image = self.context.image

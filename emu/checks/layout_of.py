@@ -34,3 +34,14 @@ def image_layout(image: BootImage) -> Layout | None:
     key = id(program)
     _LAYOUTS[key] = (weakref.ref(program, lambda _: _LAYOUTS.pop(key, None)), layout)
     return layout
+
+
+def no_layout_reason(image: BootImage) -> str | None:
+    """Why a layout rule cannot judge ``image`` (None when the image declares a layout)."""
+    if image_layout(image) is not None:
+        return None
+    if image.program is None:
+        what = {"elf": "an ELF file", "image": "an arm64 Image", "raw": "a raw binary"}.get(
+            image.kind, f"a {image.kind} file")
+        return f"the image is {what}: no sources, so no declared layout of static regions"
+    return "the sources declare no layout (no *_VIRT_START regions to judge)"

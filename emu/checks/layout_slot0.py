@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from emu.checks.base import Check
-from emu.checks.layout_of import image_layout
+from emu.checks.layout_of import image_layout, no_layout_reason
 from emu.image.layout import SLOT_SHIFT
 from emu.machine.stop import Stop
 
@@ -18,6 +18,9 @@ class LayoutSlot0(Check):
         "there clashes with the identity map of any RAM loaded in that slot - the situation "
         "Xen's arm64 layout rework removed by moving XEN_VIRT_START to 512 GiB + 2 MiB."
     )
+
+    def not_applicable(self) -> str | None:
+        return no_layout_reason(self.context.image)
 
     def finish(self, stop: Stop) -> None:
         image = self.context.image

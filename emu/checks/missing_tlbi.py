@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from emu.arch.mmu.walk import Translation
-from emu.checks.base import Check, describe_translation, live_entries
+from emu.checks.base import (
+    Check,
+    describe_entry,
+    describe_fresh,
+    differences,
+    live_entries,
+)
 from emu.machine.events import Event, MmuEnable, TtbrWrite
 
 EXAMPLES = 3
@@ -16,8 +22,9 @@ class MissingTlbi(Check):
         "The MMU was turned on, or a TTBR switched with the MMU on, while the TLB may still "
         "hold translations the now-current tables do not give: either nothing has "
         "invalidated the regime's TLB since reset (its contents are UNKNOWN), or entries made "
-        "since the last invalidation disagree with a fresh walk of the new tables (different "
-        "PA, or no mapping). Invalidate (TLBI ALLE2, VMALLE1, ...) after the tables change and "
+        "since the last invalidation disagree with a fresh walk of the new tables (another "
+        "PA, other permissions - a writable entry for a page now read-only -, or no "
+        "mapping). Invalidate (TLBI ALLE2, VMALLE1, ...) after the tables change and "
         "before they are used. A TTBR write to a table that maps none of the live addresses "
         "(the 'break' of break-before-make) is not judged: the TLBI may follow it."
     )
@@ -44,7 +51,7 @@ class MissingTlbi(Check):
             fresh = self.context.translate(entry.va_page, regime)
             valid = isinstance(fresh, Translation)
             mapped += valid
-            if not (valid and fresh.pa & ~0xFFF == entry.pa_page):
+            if not (valid and differences(entry, fresh) == []):
                 stale.append((entry, fresh))
         if not stale:
             return
@@ -60,8 +67,8 @@ class MissingTlbi(Check):
             f"{event.describe()} while the TLB may still hold {len(stale)} translation(s) made "
             f"since the last invalidation that the new tables do not give",
             tuple(
-                f"VA {entry.va_page:#x}: TLB -> PA {entry.pa_page:#x} (made at #{entry.made_at});"
-                f" new tables -> {describe_translation(fresh)}"
+                f"VA {entry.va_page:#x}: TLB -> {describe_entry(entry)} (made at "
+                f"#{entry.made_at}); new tables -> {describe_fresh(fresh)}"
                 for entry, fresh in stale[:EXAMPLES]
             ),
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 from emu.board.board import Board
 from emu.board.spec import load_image
 from emu.checks import ALL_CHECKS, Check, CheckContext, Finding
+from emu.checks.base import NotApplicable
 from emu.image.boot_image import BootImage, FailureCode
 from emu.image.load import DEFAULT_ASM_LOAD_ADDRESS, ImageKind
 from emu.machine.events import Event, TransitionWindow
@@ -46,7 +47,10 @@ class CheckRun:
     windows: list[TransitionWindow]
     findings: list[Finding]
     failure: BootFailure | None = None
+    # The rules that judged the run, in catalogue order; those that could not
+    # (e.g. the layout rules on an ELF, Image or raw file) are in not_applicable.
     rules: list[str] = field(default_factory=list)
+    not_applicable: list[NotApplicable] = field(default_factory=list)
     output: str = ""                 # what the guest printed (UART and semihosting)
     board: Board = field(default_factory=Board)
 
@@ -135,7 +139,9 @@ def check_image(
         windows=list(machine.windows),
         findings=findings,
         failure=failure,
-        rules=[rule.rule_id for rule in rules],
+        rules=[rule.rule_id for rule in rules if rule.not_applicable() is None],
+        not_applicable=[NotApplicable(rule.rule_id, reason) for rule in rules
+                        if (reason := rule.not_applicable()) is not None],
         output=machine.console.text(),
         board=board,
     )

@@ -1,50 +1,62 @@
-"""ttbr-switch-live: tables replaced under a running MMU without break-before-make."""
+"""ttbr-switch-live: tables replaced under a running MMU."""
 
 from __future__ import annotations
 
-from emu.arch.mmu.regime import regime_for_el
-from emu.arch.mmu.walk import Translation
-from emu.checks.base import Check, live_entries
+from emu.checks.base import Check
+from emu.checks.ttbr_switch_conflict import (
+    difference_evidence,
+    judged_switch,
+    switch_comparison,
+)
 from emu.machine.events import Event, TtbrWrite
-
-EXAMPLES = 3
 
 
 class TtbrSwitchLive(Check):
     rule_id = "ttbr-switch-live"
     title = "TTBR switched under a live MMU"
     explanation = (
-        "A TTBR of the active regime was written while SCTLR.M=1, and translations the "
-        "outgoing tables gave since the last TLB invalidation are also mapped, validly, by "
-        "the incoming tables. The TLB and walk caches may then hold entries from both sets of "
-        "tables at once; the architecture requires break-before-make (switch through an "
-        "invalid/reserved table with TLB invalidation, or turn the MMU off in identity-mapped "
-        "code). Switching from or to an empty table is compliant."
+        "A TTBR of the active regime was written while SCTLR.M=1, from one non-empty set of "
+        "tables to another. Where the two agree, or differ only in permissions, the "
+        "architecture permits it (a permission change needs TLB maintenance, not "
+        "break-before-make), but the code then relies on both sets of tables mapping itself "
+        "and everything it touches identically; Linux and post-rework Xen never do it (Linux "
+        "goes through a reserved table, Xen turns the MMU off in identity-mapped code), and "
+        "Xen 4.17's switch_ttbr does. A switch whose tables also conflict is reported by "
+        "ttbr-switch-conflict too. Never reported for a rewrite of the same value, a CnP-only "
+        "or ASID-only change over the same tables, a switch from or to a reserved (empty) "
+        "table, or one whose outgoing mappings are all non-global entries of an ASID that is "
+        "no longer current."
     )
 
     def on_event(self, event: Event) -> None:
-        if not isinstance(event, TtbrWrite) or not event.mmu_enabled:
+        if not judged_switch(event):
             return
-        if event.after.name is not regime_for_el(event.el):
-            return  # tables of a regime that is not translating right now
-        overlap = []
-        for entry in live_entries(self.context.tlb, event):
-            fresh = self.context.translate(entry.va_page, event.after)
-            if isinstance(fresh, Translation):
-                overlap.append((entry, fresh))
-        if not overlap:
+        assert isinstance(event, TtbrWrite)
+        comparison = switch_comparison(self.context, event)
+        if comparison is None:
+            self.fire(event.index, event.pc, event.pa,
+                      f"{event.register} written with the MMU on ({event.old:#x} -> "
+                      f"{event.new:#x}); the tables are too large to compare")
             return
-        evidence = tuple(
-            f"VA {entry.va_page:#x}: live -> PA {entry.pa_page:#x} (outgoing tables, "
-            f"used at #{entry.made_at}); incoming tables -> PA {fresh.pa & ~0xFFF:#x}"
-            for entry, fresh in overlap[:EXAMPLES]
-        )
+        if not (comparison.old_nonempty and comparison.new_nonempty):
+            return  # the break, or the make, of a switch through a reserved table
+        agree = comparison.shared
+        summary = []
+        if agree:
+            summary.append(f"{agree:#x} bytes of VA translated alike")
+        if comparison.permission_count:
+            summary.append(f"{comparison.permission_count} range(s) differing only in "
+                           f"permissions")
+        if comparison.conflict_count:
+            summary.append(f"{comparison.conflict_count} conflicting range(s)")
         self.fire(
             event.index,
             event.pc,
             event.pa,
             f"{event.register} written with the MMU on ({event.old:#x} -> {event.new:#x}) "
-            f"while {len(overlap)} live translation(s) of the outgoing tables are also mapped "
-            f"by the incoming ones: no break-before-make",
-            evidence,
+            f"between two non-empty tables ({', '.join(summary) or 'no common VA'}): no "
+            f"break-before-make",
+            tuple(difference_evidence(self.context, event, diff)
+                  for diff in (comparison.permission_changes + comparison.conflicts
+                               + comparison.agreements)[:3]),
         )

@@ -86,6 +86,9 @@ def format_text(run: CheckRun, source: str = "") -> str:
         lines.append(f"  [{finding.rule}] #{finding.index} {finding.pc:#x} {finding.symbol}: "
                      f"{finding.message}")
         lines += [f"      {evidence}" for evidence in finding.evidence]
+    # A rule that could not judge this image is said to be so, never counted as silent.
+    lines += [f"  not applicable: [{skipped.rule}] {skipped.reason}"
+              for skipped in run.not_applicable]
     if run.output:
         lines += ["", "Guest output"]
         lines += [f"  | {line}" for line in run.output.splitlines()]
@@ -137,6 +140,7 @@ def to_json(run: CheckRun) -> dict[str, object]:
             "description": run.failure.meaning.description if run.failure.meaning else None,
         },
         "rules": run.rules,
+        "not_applicable": [skipped.to_dict() for skipped in run.not_applicable],
         "output": run.output,
         "exit_status": run.exit_status,
         "findings": [f.to_dict() for f in run.findings],
