@@ -194,17 +194,8 @@ def _descend(rng: _Range, read: TableReader, table: int, level: int, va: int, li
     big_endian = bool((rng.regime.sctlr >> 25) & 1)
     shift = level_shift(rng.granule, level)
     for index, descriptor in enumerate(_read_table(read, table, count, big_endian)):
-        kind = _kind(descriptor, level, rng)
-        entry_va = va + (index << shift)
-        if kind == "leaf":
-            leaf = _leaf(rng, descriptor, level, entry_va, limits)
-            if leaf is not None:
-                yield leaf
-        elif kind == "table":
-            below = _next_table(descriptor, rng)
-            if below is not None:
-                yield from _descend(rng, read, below, level + 1, entry_va,
-                                    limits | (descriptor & _TABLE_LIMIT_BITS), budget)
+        yield from _subtree(rng, read, descriptor, _kind(descriptor, level, rng), level,
+                            va + (index << shift), limits, budget)
 
 
 def coalesce(mappings: Iterator[Mapping]) -> Iterator[Mapping]:
