@@ -17,10 +17,10 @@ from conftest import (
 )
 
 from emu.arch.mmu.regime import RegimeName, TranslationRegime
+from emu.arch.mmu.tables import TableReader, compare_trees, valid_mappings
 from emu.checks import ALL_CHECKS
 from emu.checks.run import build_image as load
 from emu.checks.run import check_image
-from emu.checks.tables import TableReader, compare_trees, valid_mappings
 from emu.machine.stop import StopKind
 
 SECOND = LOAD + 0x20_0000  # a second 2 MiB of RAM, holding nothing
@@ -397,7 +397,7 @@ def test_head_s_is_judged_by_every_rule() -> None:
     assert run.rules == [cls.rule_id for cls in ALL_CHECKS] and run.not_applicable == []
 
 
-# -- the table walker the TTBR rules use (emu.checks.tables) -------------------
+# -- the table walker the TTBR rules use (emu.arch.mmu.tables) -----------------
 
 def _memory(entries: dict[int, int]) -> TableReader:
     """A TableReader over descriptors at physical addresses (zero elsewhere)."""

@@ -74,7 +74,7 @@ class CheckContext:
 
     def read_physical(self, pa: int, size: int) -> bytes | None:
         """``size`` bytes of physical memory as they are now (None where there is none);
-        a :data:`emu.checks.tables.TableReader`."""
+        a :data:`emu.arch.mmu.tables.TableReader`."""
         return self._machine.read_physical(pa, size)
 
     def regime(self, name: RegimeName) -> TranslationRegime:

@@ -14,10 +14,10 @@ from emu.arch.mmu.regime import (
     regime_for_el,
     regime_walk_params,
 )
+from emu.arch.mmu.tables import DescriptorLimit, table_pages
 from emu.arch.mmu.walk import block_allowed, format_size
 from emu.arch.sysregs import tlbi_scope
 from emu.checks.base import Check, CheckContext
-from emu.checks.tables import DescriptorLimit, table_pages
 from emu.machine.events import (
     Barrier,
     DescriptorWrite,

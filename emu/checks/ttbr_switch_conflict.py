@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from emu.arch.fields import mair_attr_name
 from emu.arch.mmu.regime import regime_for_el, regime_walk_params
-from emu.arch.mmu.walk import Translation, format_size
-from emu.checks.base import Check, CheckContext
-from emu.checks.tables import (
+from emu.arch.mmu.tables import (
     DescriptorLimit,
     Difference,
     Mapping,
@@ -15,6 +13,8 @@ from emu.checks.tables import (
     compare_trees,
     usable_after,
 )
+from emu.arch.mmu.walk import Translation, format_size
+from emu.checks.base import Check, CheckContext
 from emu.machine.events import Event, TtbrWrite
 
 _SHAREABILITY = ("non-shareable", "reserved shareability", "outer-shareable",

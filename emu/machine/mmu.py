@@ -27,13 +27,13 @@ from unicorn.unicorn import Uc, UcError
 
 from emu.arch.fields import pa_range_bits
 from emu.arch.mmu.regime import RegimeName, TranslationRegime, regime_asid, regime_for_el
+from emu.arch.mmu.tables import reachable_table_pages
 from emu.arch.mmu.tlb import PAGE_MASK, TlbEntry, TlbModel
 from emu.arch.mmu.walk import (
     Access,
     Fault,
     Translation,
     WalkReadError,
-    table_pages,
     translate,
 )
 from emu.arch.sysregs import sysreg_encoding
@@ -166,7 +166,7 @@ class MmuUnit:
             except UcError:
                 return None
 
-        reachable = table_pages(regime, read)
+        reachable = reachable_table_pages(regime, read)
         new = reachable - self.table_pages
         self._tables[regime.name] = reachable
         self.table_pages = set().union(*self._tables.values())

@@ -22,7 +22,6 @@ modelled elsewhere).
 from __future__ import annotations
 
 import enum
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -281,7 +280,7 @@ def _descriptor_kind(descriptor: int, level: int, granule: Granule) -> str:
     return "block" if block_allowed(granule, level) else "reserved"
 
 
-def _address_field(descriptor: int, shift: int) -> int:
+def address_field(descriptor: int, shift: int) -> int:
     """Descriptor bits[47:shift]: a table address (shift = granule) or a block/page OA."""
     return descriptor & _OA_MASK & ~((1 << shift) - 1)
 
@@ -425,9 +424,9 @@ def _walk(regime: TranslationRegime, params: WalkParams, read: PhysicalReader, v
                          f"no memory at descriptor address {descriptor_address:#x}: {exc}")
         kind = _descriptor_kind(descriptor, level, granule)
         if kind == "table":
-            output: int | None = _address_field(descriptor, granule.shift)
+            output: int | None = address_field(descriptor, granule.shift)
         elif kind in ("block", "page"):
-            output = _address_field(descriptor, shift)
+            output = address_field(descriptor, shift)
         else:
             output = None
         steps.append(WalkStep(level, table_address, index, descriptor_address, descriptor,
@@ -560,47 +559,3 @@ def format_walk(result: Translation | Fault) -> list[str]:
         f"attr {result.attr_index} {mair_attr_name(result.memory_attributes)})"
     )
     return lines
-
-
-# --------------------------------------------------------------------------
-# The tables themselves
-# --------------------------------------------------------------------------
-
-def table_pages(regime: TranslationRegime, read_table: Callable[[int, int], bytes | None],
-                limit: int = 256) -> set[int]:
-    """The physical pages of every translation table reachable from the regime's TTBRs
-    (the start-level tables and every table a valid table descriptor points at).
-
-    ``read_table(pa, size)`` returns ``size`` bytes of physical memory (None
-    where there is none).  Whatever SCTLR.M says: tables a TTBR points at may
-    be walked as soon as the MMU is on, so stores to them matter before that.
-    At most ``limit`` pages are visited (boot tables are a handful; the bound
-    keeps a garbage TTBR cheap).
-    """
-    selects = (0, 1) if regime.name is RegimeName.EL10 else (0,)
-    order = ">" if (regime.sctlr >> 25) & 1 else "<"  # SCTLR.EE: big-endian walks
-    pages: set[int] = set()
-    for select in selects:
-        params = regime_walk_params(regime, select)
-        if params.epd or params.table_base >> params.output_size:
-            continue
-        granule = params.granule
-        todo = [(params.table_base, params.start_level)]
-        while todo and len(pages) < limit:
-            base, level = todo.pop()
-            page = base & ~((1 << granule.shift) - 1)
-            if page in pages:
-                continue
-            pages.add(page)
-            if level >= 3:
-                continue
-            shift = level_shift(granule, level)
-            width = params.input_size - shift if level == params.start_level else granule.stride
-            data = read_table(base, 8 << width)
-            if data is None:
-                continue
-            for descriptor in struct.unpack(f"{order}{1 << width}Q", data):
-                # bits[1:0] = 0b11 below level 3: a table descriptor.
-                if descriptor & 3 == 3:
-                    todo.append((_address_field(descriptor, granule.shift), level + 1))
-    return pages

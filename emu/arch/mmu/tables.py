@@ -10,8 +10,11 @@ a subtree shared by two trees is skipped, and runs of leaves with contiguous
 output addresses and equal attributes are coalesced into one range, so the
 work is bounded by the number of descriptors, not by the size of the VA space.
 
-This could move to ``emu.arch.mmu`` later (it is an architectural fact, like
-the walker); it lives here because only rules use it today.
+The rules use :func:`valid_mappings`, :func:`compare_trees` and
+:func:`table_pages` (which tables hold live descriptors); the machine uses
+:func:`reachable_table_pages` (which physical pages to hand Unicorn
+read-only).  Both answer "which tables can a walk reach" with different
+bounds and records; merging them is left for later.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from emu.arch.mmu.regime import (
     regime_asid,
     regime_walk_params,
 )
-from emu.arch.mmu.walk import block_allowed
+from emu.arch.mmu.walk import address_field, block_allowed
 
 TableReader = Callable[[int, int], bytes | None]
 """Reads ``size`` bytes of physical memory at an address; None where there is none."""
@@ -448,3 +451,46 @@ def usable_after(old: TranslationRegime, new: TranslationRegime) -> Callable[[Ma
     if regime_asid(old) == regime_asid(new):
         return lambda _m: True
     return lambda m: not m.not_global
+
+
+# The machine's cheaper question: which physical pages hold tables, at most
+# ``limit`` of them, with no per-descriptor record.
+
+def reachable_table_pages(regime: TranslationRegime, read_table: Callable[[int, int], bytes | None],
+                limit: int = 256) -> set[int]:
+    """The physical pages of every translation table reachable from the regime's TTBRs
+    (the start-level tables and every table a valid table descriptor points at).
+
+    ``read_table(pa, size)`` returns ``size`` bytes of physical memory (None
+    where there is none).  Whatever SCTLR.M says: tables a TTBR points at may
+    be walked as soon as the MMU is on, so stores to them matter before that.
+    At most ``limit`` pages are visited (boot tables are a handful; the bound
+    keeps a garbage TTBR cheap).
+    """
+    selects = (0, 1) if regime.name is RegimeName.EL10 else (0,)
+    order = ">" if (regime.sctlr >> 25) & 1 else "<"  # SCTLR.EE: big-endian walks
+    pages: set[int] = set()
+    for select in selects:
+        params = regime_walk_params(regime, select)
+        if params.epd or params.table_base >> params.output_size:
+            continue
+        granule = params.granule
+        todo = [(params.table_base, params.start_level)]
+        while todo and len(pages) < limit:
+            base, level = todo.pop()
+            page = base & ~((1 << granule.shift) - 1)
+            if page in pages:
+                continue
+            pages.add(page)
+            if level >= 3:
+                continue
+            shift = level_shift(granule, level)
+            width = params.input_size - shift if level == params.start_level else granule.stride
+            data = read_table(base, 8 << width)
+            if data is None:
+                continue
+            for descriptor in struct.unpack(f"{order}{1 << width}Q", data):
+                # bits[1:0] = 0b11 below level 3: a table descriptor.
+                if descriptor & 3 == 3:
+                    todo.append((address_field(descriptor, granule.shift), level + 1))
+    return pages
