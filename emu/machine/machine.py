@@ -315,12 +315,13 @@ class Machine:
         """
         if all(watcher is not observer for watcher in self._watchers):
             self._watchers.append(observer)
-        self.pause()
+            self.pause()
 
     def unwatch_instructions(self, observer: InstructionObserver) -> None:
         """Stop calling ``observer`` before each instruction (see :meth:`watch_instructions`)."""
-        self._watchers = [watcher for watcher in self._watchers if watcher is not observer]
-        self.pause()
+        if any(watcher is observer for watcher in self._watchers):
+            self._watchers = [watcher for watcher in self._watchers if watcher is not observer]
+            self.pause()
 
     def watch_memory(self, observer: MemoryObserver) -> None:
         """Call ``observer.on_memory`` before every load and store from now on
