@@ -32,12 +32,13 @@ PSTATE_DAIF = 0xF << 6
 
 @dataclass(frozen=True)
 class TakenException:
-    """What taking one synchronous exception wrote, and where it went."""
+    """What taking one exception wrote, and where it went (``esr`` None: an
+    interrupt, which leaves ESR and FAR alone)."""
 
     description: str
     from_el: int
     to_el: int
-    esr: int
+    esr: int | None
     far: int | None
     elr: int
     spsr: int
@@ -45,7 +46,8 @@ class TakenException:
 
     def describe(self) -> str:
         far = f", FAR {self.far:#x}" if self.far is not None else ""
-        return (f"{self.description}: EL{self.from_el} -> EL{self.to_el}, ESR {self.esr:#x}"
+        esr = f", ESR {self.esr:#x}" if self.esr is not None else ""
+        return (f"{self.description}: EL{self.from_el} -> EL{self.to_el}{esr}"
                 f"{far}, ELR {self.elr:#x}, vector {self.vector:#x}")
 
 

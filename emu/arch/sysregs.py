@@ -36,6 +36,8 @@ _SYSREG_LIST: tuple[tuple[str, Encoding], ...] = (
     ("MIDR_EL1", (3, 0, 0, 0, 0)),
     ("MPIDR_EL1", (3, 0, 0, 0, 5)),
     ("REVIDR_EL1", (3, 0, 0, 0, 6)),
+    ("ID_PFR1_EL1", (3, 0, 0, 1, 1)),
+    ("ID_DFR0_EL1", (3, 0, 0, 1, 2)),
     ("ID_AA64PFR0_EL1", (3, 0, 0, 4, 0)),
     ("ID_AA64PFR1_EL1", (3, 0, 0, 4, 1)),
     ("ID_AA64DFR0_EL1", (3, 0, 0, 5, 0)),
