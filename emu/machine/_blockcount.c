@@ -23,6 +23,9 @@ struct bootemu_block_counter {
     uint64_t limit;           /* stop once this many have executed; 0 = none */
     uc_emu_stop_fn emu_stop;  /* uc_emu_stop, handed over from Python */
     uint64_t stopped_at_limit;
+    uint64_t deadline;        /* stop in front of the first block entered at or
+                               * after this count (a timer due); 0 = none */
+    uint64_t stopped_at_deadline;
 };
 
 void bootemu_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
@@ -37,6 +40,16 @@ void bootemu_block_hook(void *uc, uint64_t address, uint32_t size, void *user_da
         counter->block_address = address;
         counter->block_end = address;
         counter->stopped_at_limit = 1;
+        counter->emu_stop(uc);
+        return;
+    }
+    /* An interrupt falls due: stop between blocks, at most one block late,
+     * which an asynchronous exception may be. */
+    if (counter->deadline && counter->executed >= counter->deadline) {
+        counter->block_base = counter->executed;
+        counter->block_address = address;
+        counter->block_end = address;
+        counter->stopped_at_deadline = 1;
         counter->emu_stop(uc);
         return;
     }

@@ -4,7 +4,8 @@ native block hook in ``emu/machine/_blockcount.c``.
 The hook keeps a running count and where the current translation block
 started, so the exact count at any instruction the machine stops on is
 ``count before the block + (pc - block address) / 4``.  It also stops
-emulation in front of a block that would overrun the instruction budget.
+emulation in front of a block that would overrun the instruction budget, and
+in front of the first block entered after a deadline (an interrupt falling due).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class _BlockCounter(ctypes.Structure):
         ("limit", ctypes.c_uint64),
         ("emu_stop", ctypes.c_void_p),
         ("stopped_at_limit", ctypes.c_uint64),
+        ("deadline", ctypes.c_uint64),
+        ("stopped_at_deadline", ctypes.c_uint64),
     ]
 
 
@@ -74,6 +77,17 @@ class BlockCounter:
     def disarm(self) -> None:
         self._state.stopped_at_limit = 0
         self._state.limit = 0
+
+    def set_deadline(self, count: int | None) -> None:
+        """Stop in front of the first block entered once ``count`` instructions have
+        executed (None: no deadline); the machine takes an interrupt there."""
+        self._state.stopped_at_deadline = 0
+        self._state.deadline = max(count, 1) if count is not None else 0
+
+    @property
+    def stopped_at_deadline(self) -> bool:
+        """Whether the last run stopped because the deadline passed."""
+        return bool(self._state.stopped_at_deadline)
 
     @property
     def stopped_at_limit(self) -> bool:

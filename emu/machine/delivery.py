@@ -115,7 +115,8 @@ class ExceptionDelivery:
         uc = self._machine.uc
         el = taken.to_el
         uc.reg_write(getattr(a64, f"UC_ARM64_REG_ELR_EL{el}"), taken.elr)
-        uc.reg_write(getattr(a64, f"UC_ARM64_REG_FAR_EL{el}"), taken.far or 0)
+        if taken.esr is not None:  # interrupts leave the syndrome registers alone
+            uc.reg_write(getattr(a64, f"UC_ARM64_REG_FAR_EL{el}"), taken.far or 0)
         uc.reg_write(a64.UC_ARM64_REG_CP_REG, cp_reg(f"SPSR_EL{el}") + (taken.spsr,))
         if taken.from_el != el:
             # The stack pointer is banked per EL: save the interrupted one, load the target's.
@@ -124,8 +125,12 @@ class ExceptionDelivery:
                          uc.reg_read(a64.UC_ARM64_REG_SP))
             target_sp = uc.reg_read(getattr(a64, f"UC_ARM64_REG_SP_EL{el}"))
         uc.reg_write(a64.UC_ARM64_REG_PSTATE, entry_pstate(el))
-        # Writing a CP register rebuilds Unicorn's cached CPU flags after PSTATE.
-        uc.reg_write(a64.UC_ARM64_REG_CP_REG, cp_reg(f"ESR_EL{el}") + (taken.esr,))
+        # Writing a CP register rebuilds Unicorn's cached CPU flags after PSTATE
+        # (for an interrupt, SPSR again: it has no syndrome to write).
+        if taken.esr is not None:
+            uc.reg_write(a64.UC_ARM64_REG_CP_REG, cp_reg(f"ESR_EL{el}") + (taken.esr,))
+        else:
+            uc.reg_write(a64.UC_ARM64_REG_CP_REG, cp_reg(f"SPSR_EL{el}") + (taken.spsr,))
         if taken.from_el != el:
             uc.reg_write(a64.UC_ARM64_REG_SP, target_sp)
         uc.reg_write(a64.UC_ARM64_REG_PC, taken.vector)
