@@ -7,10 +7,32 @@ device tree, the UART); :meth:`Board.plan` turns it and an image into a
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
-from emu.board.fdt import BoardFacts, FdtError, board_facts, boot_tree, decode, encode
+from emu.board.fdt import (
+    BoardFacts,
+    FdtError,
+    Platform,
+    board_facts,
+    boot_tree,
+    decode,
+    encode,
+)
+from emu.board.gic import (
+    GICC_BASE,
+    GICC_SIZE,
+    GICD_BASE,
+    GICD_SIZE,
+    GICH_BASE,
+    GICH_SIZE,
+    GICV2M_BASE,
+    GICV2M_SIZE,
+    GICV_BASE,
+    GICV_SIZE,
+)
 from emu.board.pl011 import PL011_SIZE
+from emu.board.timer import PPI_HYP_PHYS, PPI_PHYS, PPI_VIRT
 from emu.image.boot_image import BootImage, ImageError
 
 MIB = 1 << 20
@@ -18,19 +40,35 @@ TWO_MIB = 2 * MIB
 # QEMU's virt board: RAM at 1 GiB, its PL011 at 0x0900_0000.
 VIRT_RAM = (0x4000_0000, 128 * MIB)
 PL011_BASE = 0x0900_0000
-# The boot protocol caps the device tree at 2 MiB; it gets the top 2 MiB of RAM.
+# The CPU models a board can have: the names QEMU's -cpu takes.
+CPU_MODELS = ("cortex-a72", "cortex-a57", "cortex-a53")
+# The boot protocol caps the device tree at 2 MiB; it gets the top 2 MiB of RAM
+# (but see MemoryPlan for Images and firmware, placed as QEMU places them).
 DTB_RESERVE = TWO_MIB
+# QEMU virt's flash: the first of its two 64 MiB banks, where -bios loads firmware.
+FLASH = (0, 64 * MIB)
+_GICV2_COMPATIBLES = (b"arm,cortex-a15-gic\0", b"arm,gic-400\0")
+PPI_SECURE_PHYS = 29  # described, never raised: there is no Secure state here
 
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """Where RAM, the device tree and the UART are for one boot."""
+    """Where RAM, the device tree, the UART and the flash are for one boot.
+
+    ``extra_memory`` are further RAM banks (from a ``--dtb`` with several);
+    ``flash`` is the read-only region firmware runs from (``Board.bios``), and
+    ``gic`` says whether the board has its interrupt controller (not when a
+    user's device tree is passed: then the guest may expect another).
+    """
 
     ram_base: int
     ram_size: int
     dtb_address: int
     dtb: bytes
     uart_base: int | None
+    extra_memory: tuple[tuple[int, int], ...] = ()
+    flash: tuple[int, int] | None = None
+    gic: bool = True
 
     @property
     def ram_end(self) -> int:
@@ -47,6 +85,12 @@ class Board:
     ``dtb`` is a device tree blob to pass instead of the generated one (its
     PL011, if any, is where the UART goes); ``bootargs`` is the generated
     tree's /chosen/bootargs.  ``el`` is the exception level at entry (1 or 2).
+    ``cpu`` is the CPU model (see :data:`CPU_MODELS`); ``seed`` seeds every
+    source of randomness the guest sees (the device tree's ``kaslr-seed`` and
+    ``rng-seed``), so two runs with one seed are identical.  With ``bios``
+    the image is firmware: it sits in a flash region at 0 and is entered
+    there, as under QEMU's ``-bios``, and the device tree goes to the start of
+    RAM.
     """
 
     ram: tuple[int, int] | None = None
@@ -54,6 +98,9 @@ class Board:
     dtb: bytes | None = None
     bootargs: str = ""
     uart_base: int | None = None
+    cpu: str = "cortex-a72"
+    seed: int = 0
+    bios: bool = False
 
     def facts(self) -> BoardFacts | None:
         """The RAM, UART and bootargs of the user's device tree (None without one)."""
@@ -93,7 +140,7 @@ class Board:
         if base % 4096 or size % 4096 or size < 2 * DTB_RESERVE:
             raise ImageError(f"RAM {base:#x}+{size:#x}: base and size must be 4 KiB aligned "
                              f"and the size at least {2 * DTB_RESERVE >> 20} MiB")
-        dtb_address = ((base + size) & ~(TWO_MIB - 1)) - DTB_RESERVE
+        dtb_address = self._dtb_address(image, base, size)
         facts = self.facts()
         if facts is not None:
             uart = facts.uart
@@ -106,14 +153,52 @@ class Board:
         if uart is not None and base < uart + PL011_SIZE and uart < base + size:
             raise ImageError(f"the UART at {uart:#x} lies inside RAM [{base:#x}, "
                              f"{base + size:#x})")
+        extra = tuple(facts.memory[1:]) if facts is not None and self.ram is None else ()
         if self.dtb is not None:
             dtb = self.dtb
         else:
             dtb = encode(boot_tree(ram_base=base, ram_size=size, bootargs=self.bootargs,
-                                   uart_base=uart))
-        plan = MemoryPlan(base, size, dtb_address, dtb, uart)
+                                   uart_base=uart, platform=self.platform()))
+        # A user's tree may describe another interrupt controller (QEMU's own
+        # virt tree has a GICv3 at the same address): model ours only for a GICv2.
+        gic = self.dtb is None or any(name in self.dtb for name in _GICV2_COMPATIBLES)
+        plan = MemoryPlan(base, size, dtb_address, dtb, uart, extra,
+                          FLASH if self.bios else None, gic)
         _check_placement(image, plan)
         return plan
+
+    def platform(self) -> Platform:
+        """What the generated device tree says about the CPU, PSCI, GIC and timer."""
+        if self.cpu not in CPU_MODELS:
+            raise ImageError(f"unknown CPU model '{self.cpu}' (choose from "
+                             f"{', '.join(CPU_MODELS)})")
+        # One seed, two values: the kaslr-seed and the rng-seed that Linux and
+        # QEMU's virt board put in /chosen.
+        digest = hashlib.sha256(f"bootemu seed {self.seed}".encode()).digest()
+        return Platform(
+            cpu_compatible=f"arm,{self.cpu}",
+            # QEMU's conduit: SMC when the guest owns EL2, HVC otherwise.
+            psci_method="smc" if self.el == 2 else "hvc",
+            gic=((GICD_BASE, GICD_SIZE), (GICC_BASE, GICC_SIZE), (GICH_BASE, GICH_SIZE),
+                 (GICV_BASE, GICV_SIZE)),
+            gic_v2m=(GICV2M_BASE, GICV2M_SIZE),
+            timer_ppis=(PPI_SECURE_PHYS, PPI_PHYS, PPI_VIRT, PPI_HYP_PHYS),
+            kaslr_seed=int.from_bytes(digest[:8], "big"), rng_seed=digest)
+
+    def _dtb_address(self, image: BootImage, base: int, size: int) -> int:
+        """Where the device tree goes: as QEMU puts it for firmware (the start of
+        RAM) and for Images (hw/arm/boot.c: after the initrd space, which starts
+        at min(RAM / 2, 128 MiB) and is empty here, 2 MiB aligned), else the top
+        2 MiB of RAM."""
+        top = ((base + size) & ~(TWO_MIB - 1)) - DTB_RESERVE
+        if self.bios:
+            return base
+        if image.kind == "image":
+            after_initrd = _round_up(base + min(size // 2, 128 * MIB), TWO_MIB)
+            if all(e.physical_end <= after_initrd or e.physical >= after_initrd + DTB_RESERVE
+                   for e in _extents(image)) and after_initrd + DTB_RESERVE <= base + size:
+                return after_initrd
+        return top
 
 
 @dataclass(frozen=True)
@@ -147,7 +232,15 @@ def _check_placement(image: BootImage, plan: MemoryPlan) -> None:
     dtb_end = plan.dtb_address + len(plan.dtb)
     for extent in _extents(image):
         span = f"[{extent.physical:#x}, {extent.physical_end:#x})"
-        if extent.physical < plan.ram_base or extent.physical_end > plan.ram_end:
+        if plan.flash is not None:
+            flash_base, flash_size = plan.flash
+            if not flash_base <= extent.physical < extent.physical_end <= flash_base + flash_size:
+                raise ImageError(f"{image.name}: firmware {extent.what} at {span} does not "
+                                 f"fit in the flash [{flash_base:#x}, "
+                                 f"{flash_base + flash_size:#x})")
+            continue
+        banks = ((plan.ram_base, plan.ram_size), *plan.extra_memory)
+        if not any(b <= extent.physical and extent.physical_end <= b + n for b, n in banks):
             raise ImageError(f"{image.name}: {extent.what} at {span} does not fit in RAM "
                              f"[{plan.ram_base:#x}, {plan.ram_end:#x}) (see --ram)")
         if extent.physical < dtb_end and plan.dtb_address < extent.physical_end:

@@ -327,22 +327,61 @@ def board_facts(root: FdtNode) -> BoardFacts:
     return BoardFacts(tuple(memory), uart, chosen.string("bootargs") if chosen else None)
 
 
-def boot_tree(*, ram_base: int, ram_size: int, bootargs: str, uart_base: int | None,
-              cpu_compatible: str = "arm,arm-v8") -> FdtNode:
-    """The minimal tree bootemu passes in x0: one CPU, RAM, /chosen and a PL011.
+@dataclass(frozen=True)
+class Platform:
+    """What the generated tree describes beyond memory and the UART: the CPU's
+    compatible string, the PSCI conduit, the GICv2's regions, the generic
+    timer's PPIs, and the seeds for the guest's randomness."""
 
-    Node names and the clock follow QEMU's ``virt`` board, so kernels that
-    boot there find the same things here.
+    cpu_compatible: str = "arm,cortex-a72"
+    psci_method: str = "smc"            # "smc" or "hvc"
+    gic: tuple[tuple[int, int], ...] = ()  # GICD, GICC, GICH, GICV (base, size)
+    gic_v2m: tuple[int, int] | None = None
+    timer_ppis: tuple[int, ...] = ()    # secure phys, phys, virt, hyp (PPI numbers)
+    kaslr_seed: int | None = None
+    rng_seed: bytes | None = None
+
+
+# FDT interrupt specifiers for a GICv2 (the binding in Linux's
+# Documentation/devicetree/bindings/interrupt-controller/arm,gic.yaml):
+# <type number flags>, type 0 SPI / 1 PPI, flags 4 = level high, and for PPIs
+# bits 15:8 the mask of CPUs the PPI is wired to (one CPU here).
+_SPI, _PPI = 0, 1
+_LEVEL_HIGH = 4
+_PPI_ONE_CPU = 1 << 8
+_GIC_PHANDLE = 0x8001
+_PL011_SPI = 1  # QEMU virt's VIRT_UART interrupt
+_GIC_MAINTENANCE_PPI = 9
+
+
+def boot_tree(*, ram_base: int, ram_size: int, bootargs: str, uart_base: int | None,
+              cpu_compatible: str = "arm,arm-v8", platform: Platform | None = None,
+              extra_memory: tuple[tuple[int, int], ...] = ()) -> FdtNode:
+    """The tree bootemu passes in x0: one CPU, RAM, /chosen and a PL011 and,
+    with ``platform``, PSCI, a GICv2 and the generic timer.
+
+    Node names, phandles and interrupt numbers follow QEMU's ``virt`` board, so
+    kernels that boot there find the same things here, and QEMU booted with
+    this very tree (``-dtb``) shows the guest the same platform.
     """
+    if platform is not None:
+        cpu_compatible = platform.cpu_compatible
     root = FdtNode("", {"#address-cells": u32(2), "#size-cells": u32(2),
                         "compatible": string("linux,dummy-virt"),
                         "model": string("bootemu")})
     chosen = root.add("chosen", {"bootargs": string(bootargs)})
+    if platform is not None and platform.kaslr_seed is not None:
+        chosen.properties["kaslr-seed"] = u64_cells(platform.kaslr_seed)
+    if platform is not None and platform.rng_seed is not None:
+        chosen.properties["rng-seed"] = platform.rng_seed
     cpus = root.add("cpus", {"#address-cells": u32(1), "#size-cells": u32(0)})
     cpus.add("cpu@0", {"device_type": string("cpu"), "compatible": string(cpu_compatible),
                        "reg": u32(0)})
-    root.add(f"memory@{ram_base:x}", {"device_type": string("memory"),
-                                      "reg": u64_cells(ram_base, ram_size)})
+    for base, size in ((ram_base, ram_size), *extra_memory):
+        root.add(f"memory@{base:x}", {"device_type": string("memory"),
+                                      "reg": u64_cells(base, size)})
+    if platform is not None:
+        _add_platform(root, platform)
     if uart_base is not None:
         clock = 0x8000  # the phandle QEMU's virt board gives its APB clock
         root.add("apb-pclk", {"compatible": string("fixed-clock"), "#clock-cells": u32(0),
@@ -350,8 +389,42 @@ def boot_tree(*, ram_base: int, ram_size: int, bootargs: str, uart_base: int | N
                               "clock-output-names": string("clk24mhz"),
                               "phandle": u32(clock)})
         uart = f"pl011@{uart_base:x}"
-        root.add(uart, {"compatible": strings(PL011_COMPATIBLE, "arm,primecell"),
-                        "reg": u64_cells(uart_base, 0x1000), "clocks": u32(clock, clock),
-                        "clock-names": strings("uartclk", "apb_pclk")})
+        properties = {"compatible": strings(PL011_COMPATIBLE, "arm,primecell"),
+                      "reg": u64_cells(uart_base, 0x1000), "clocks": u32(clock, clock),
+                      "clock-names": strings("uartclk", "apb_pclk")}
+        if platform is not None and platform.gic:
+            properties["interrupts"] = u32(_SPI, _PL011_SPI, _LEVEL_HIGH)
+        root.add(uart, properties)
         chosen.properties["stdout-path"] = string(f"/{uart}")
     return root
+
+
+def _add_platform(root: FdtNode, platform: Platform) -> None:
+    """PSCI, the GIC (as the root's interrupt parent) and the timer."""
+    root.add("psci", {"compatible": strings("arm,psci-1.0", "arm,psci-0.2", "arm,psci"),
+                      "method": string(platform.psci_method),
+                      "cpu_suspend": u32(0xC400_0001), "cpu_off": u32(0x8400_0002),
+                      "cpu_on": u32(0xC400_0003), "migrate": u32(0xC400_0005)})
+    if not platform.gic:
+        return
+    root.properties["interrupt-parent"] = u32(_GIC_PHANDLE)
+    regs = b"".join(u64_cells(base, size) for base, size in platform.gic)
+    gic = root.add(f"intc@{platform.gic[0][0]:x}", {
+        "compatible": string("arm,cortex-a15-gic"), "#interrupt-cells": u32(3),
+        "interrupt-controller": b"", "reg": regs,
+        "#address-cells": u32(2), "#size-cells": u32(2), "ranges": b"",
+        "phandle": u32(_GIC_PHANDLE),
+    })
+    if len(platform.gic) > 2:  # with the virtualization extensions: the maintenance IRQ
+        gic.properties["interrupts"] = u32(_PPI, _GIC_MAINTENANCE_PPI,
+                                           _PPI_ONE_CPU | _LEVEL_HIGH)
+    if platform.gic_v2m is not None:
+        base, size = platform.gic_v2m
+        gic.add(f"v2m@{base:x}", {"compatible": string("arm,gic-v2m-frame"),
+                                  "msi-controller": b"", "reg": u64_cells(base, size),
+                                  "phandle": u32(_GIC_PHANDLE + 1)})
+    if platform.timer_ppis:
+        interrupts = b"".join(u32(_PPI, ppi - 16, _PPI_ONE_CPU | _LEVEL_HIGH)
+                              for ppi in platform.timer_ppis)
+        root.add("timer", {"compatible": strings("arm,armv8-timer", "arm,armv7-timer"),
+                           "always-on": b"", "interrupts": interrupts})

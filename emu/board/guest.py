@@ -81,6 +81,9 @@ class Guest(Protocol):
     def request_exit(self, pc: int, index: int, status: int, message: str) -> None:
         """End the run: the program exited at ``pc`` with ``status``, as ``message`` says."""
 
+    def request_power(self, what: str, pc: int, index: int, message: str) -> None:
+        """End the run: the guest asked its firmware to ``"power-off"`` or ``"reset"``."""
+
 
 InterruptHandler = Callable[[Guest, int], bool]
 

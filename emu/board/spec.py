@@ -2,7 +2,8 @@
 it, and the board around it.
 
 :class:`BootSpec` holds the file, its kind, where to load it, the symbols to
-borrow, and the board (entry EL, RAM, device tree, bootargs).
+borrow, and the board (entry EL, RAM, device tree, bootargs, CPU model, seed,
+and whether the file is firmware booted as QEMU's ``-bios`` boots it).
 :meth:`BootSpec.load` reads the file and returns the
 :class:`~emu.image.boot_image.BootImage` and the :class:`~emu.board.board.Board`
 to boot it on.
@@ -14,9 +15,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emu.board.board import Board
+from emu.board.board import FLASH, Board
 from emu.board.fdt import FdtError, board_facts, decode
 from emu.image.boot_image import BootImage, ImageError
+from emu.image.elf import ELF_MAGIC
 from emu.image.load import ImageKind, read_image
 
 _SIZE = re.compile(r"^\s*(0x[0-9a-f_]+|[0-9_]+)\s*([kmgt]i?b?)?\s*$", re.IGNORECASE)
@@ -57,10 +59,16 @@ class BootSpec:
     ram: tuple[int, int] | None = None
     dtb: Path | None = None
     bootargs: str | None = None
+    cpu: str = "cortex-a72"
+    seed: int = 0
+    # The file is firmware: loaded at the flash base 0 and entered there, the
+    # device tree at the start of RAM (QEMU's -bios).
+    bios: bool = False
 
     def load(self) -> tuple[BootImage, Board]:
         """Read the file (and device tree, and symbols); :class:`ImageError` names the
-        file at fault."""
+        file at fault.  Firmware (``bios``) is read as a raw image at address 0,
+        or as an ELF file at its segments' addresses."""
         dtb = None
         if self.dtb is not None:
             dtb = self.dtb.read_bytes()
@@ -74,11 +82,32 @@ class BootSpec:
             if self.bootargs is not None:
                 raise ImageError(f"{self.dtb}: --bootargs goes into the generated device "
                                  "tree; put it in your own tree's /chosen instead")
-        board = Board(ram=self.ram, el=self.el, dtb=dtb, bootargs=self.bootargs or "")
-        image = load_image(self.path, kind=self.kind, load_address=self.load_address,
+        board = Board(ram=self.ram, el=self.el, dtb=dtb, bootargs=self.bootargs or "",
+                      cpu=self.cpu, seed=self.seed, bios=self.bios)
+        kind, load_address = self.kind, self.load_address
+        if self.bios:
+            kind, load_address = self._firmware_placement()
+        image = load_image(self.path, kind=kind, load_address=load_address,
                            defines=self.defines, include_dirs=self.include_dirs,
                            symbols=self.symbols, board=board)
         return image, board
+
+    def _firmware_placement(self) -> tuple[ImageKind, int | None]:
+        """How firmware is read: an ELF file where its segments say, anything
+        else as a raw image at the flash base 0."""
+        if self.load_address is not None:
+            raise ImageError(f"{self.path}: firmware (--bios) loads at the flash base 0; "
+                             "--load-address does not apply")
+        kind = self.kind
+        if kind is None:
+            with Path(self.path).open("rb") as stream:
+                kind = ImageKind.ELF if stream.read(4) == ELF_MAGIC else ImageKind.RAW
+        if kind is ImageKind.ELF:
+            return kind, None
+        if kind is not ImageKind.RAW:
+            raise ImageError(f"{self.path}: firmware (--bios) is a raw image or an ELF "
+                             f"file, not {kind.value}")
+        return kind, FLASH[0]  # the flash base
 
 
 def load_image(

@@ -27,6 +27,7 @@ from emu.image.boot_image import BootImage, ImageError
 from emu.image.elf import ELF_MAGIC, ElfSymbols, image_from_elf, read_elf_symbols
 from emu.image.program import image_from_program
 from emu.image.raw import image_from_raw
+from emu.image.symbols import read_system_map
 
 DEFAULT_ASM_LOAD_ADDRESS = 0x4000_0000
 ASM_SUFFIXES = {".s", ".asm", ".sx"}
@@ -87,8 +88,8 @@ def read_image(
     ``load_address``: for assembly and raw binaries, where the first byte goes
     (default 0x40000000 and the RAM base); for an arm64 Image, the 2 MiB-aligned
     base it goes ``text_offset`` above (default: the RAM base).  ELF files go
-    where their segments say.  ``symbols``: an ELF build of a raw or Image file.
-    ``ram``: (base, size) of the RAM the image will boot in.
+    where their segments say.  ``symbols``: an ELF build of a raw or Image
+    file, or its System.map.  ``ram``: (base, size) of the RAM the image will boot in.
     """
     path = Path(path)
     with path.open("rb") as stream:
@@ -126,5 +127,16 @@ def read_image(
 
 
 def _symbols(path: str | Path) -> ElfSymbols:
+    """The symbols of ``--symbols``: an ELF build (by its magic) or a System.map
+    (text, as ``nm -n`` prints it); :class:`ImageError` for anything else."""
     path = Path(path)
-    return read_elf_symbols(path.read_bytes(), str(path))
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ImageError(f"{path}: cannot read the symbols file ({err.strerror})") from None
+    if data.startswith(ELF_MAGIC):
+        return read_elf_symbols(data, str(path))
+    if not _looks_like_text(data[:4096]):
+        raise ImageError(f"{path}: neither an ELF file nor a System.map (text lines "
+                         "ADDRESS TYPE NAME, as nm prints them)")
+    return read_system_map(data, str(path))
