@@ -63,15 +63,19 @@ class Tracer(MachineObserver):
 
     With ``window`` None every instruction is emitted.  With ``window=N`` only the
     N instructions before and after each MMU event are: a ring buffer holds the
-    recent past, and a countdown the near future.
+    recent past, and a countdown the near future.  Only events of the
+    ``events`` categories (:data:`~emu.machine.events.EVENT_CATEGORIES`; all by
+    default) annotate instructions and open windows.
     """
 
     def __init__(
-        self, machine: Machine, sink: Callable[[TraceLine], None], window: int | None = None
+        self, machine: Machine, sink: Callable[[TraceLine], None], window: int | None = None,
+        events: frozenset[str] | None = None,
     ) -> None:
         self.machine = machine
         self.sink = sink
         self.window = window
+        self.events = events
         self._recent: collections.deque[TraceLine] = collections.deque(maxlen=window or 1)
         self._after = 0
         self._pending: TraceLine | None = None
@@ -83,6 +87,8 @@ class Tracer(MachineObserver):
     def on_event(self, event: Event) -> None:
         if isinstance(event, SysRegWrite | TlbInvalidate):
             self._pa_of_page.clear()
+        if self.events is not None and event.category not in self.events:
+            return
         if self._pending is not None and self._pending.index == event.index:
             note = event.describe()
             self._pending = TraceLine(**{**self._pending.__dict__, "event": note})
