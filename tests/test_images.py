@@ -498,7 +498,11 @@ def test_an_undefined_instruction_still_stops_the_run() -> None:
     assert "undefined instruction" in stop.message
 
 
-def test_smc_and_hvc_without_firmware_answer_psci_not_supported() -> None:
+def test_smc_and_hvc_at_el1_are_answered_as_psci() -> None:
+    """Entered at EL1 there is no EL2 guest: SMC and HVC both reach the board's
+    PSCI (DEN 0022 5.1.1: PSCI_VERSION returns major << 16 | minor, here 1.1 as
+    QEMU 7.2 reports it); a function outside PSCI (SMCCC's SiP range,
+    0x82000000) gets NOT_SUPPORTED, -1 (SMCCC, DEN 0028 5.2)."""
     machine = _program("""
     mov x0, #0x84000000
     smc #0
@@ -506,11 +510,16 @@ def test_smc_and_hvc_without_firmware_answer_psci_not_supported() -> None:
     mov x0, #0x84000000
     hvc #0
     mov x6, x0
-""", Board(el=1))  # entered at EL1: no guest at EL2 takes the HVC
+    mov x0, #0x82000000
+    smc #0
+    mov x7, x0
+""", Board(el=1))
     stop = machine.run([machine.image.symbols["done"]], max_insns=100)
     assert stop.kind is StopKind.ARRIVED, stop.message
-    assert machine.reg("x5") == machine.reg("x6") == PSCI_NOT_SUPPORTED
-    assert [c.outcome for c in machine.devices.firmware.calls] == ["not-supported"] * 2
+    assert machine.reg("x5") == machine.reg("x6") == 0x0001_0001
+    assert machine.reg("x7") == PSCI_NOT_SUPPORTED
+    assert [c.outcome for c in machine.devices.firmware.calls] == [
+        "psci PSCI_VERSION", "psci PSCI_VERSION", "not-supported"]
 
 
 def test_hvc_from_el1_goes_to_the_guests_el2_vector() -> None:

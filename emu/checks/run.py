@@ -17,7 +17,7 @@ from emu.image.load import DEFAULT_ASM_LOAD_ADDRESS, ImageKind
 from emu.machine.events import Event, TransitionWindow
 from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
 from emu.machine.stop import Stop, StopKind
-from emu.machine.targets import DEFAULT_TARGET, EXIT_TARGET, run_targets
+from emu.machine.targets import DEFAULT_TARGET, EXIT_TARGET, run_to_target
 
 DEFAULT_LOAD_ADDRESS = DEFAULT_ASM_LOAD_ADDRESS
 
@@ -53,6 +53,8 @@ class CheckRun:
     not_applicable: list[NotApplicable] = field(default_factory=list)
     output: str = ""                 # what the guest printed (UART and semihosting)
     board: Board = field(default_factory=Board)
+    # Where the instruction at the stop's PC is fetched from (None: that fetch faults).
+    stop_pa: int | None = None
 
     @property
     def exit_status(self) -> int | None:
@@ -115,9 +117,8 @@ def check_image(
     rules = [cls(context) for cls in checks]
     machine.observers.extend(rules)
 
-    target, exits, failure_exits = run_targets(image, until)
-
-    stop = machine.run(exits + failure_exits, max_insns=max_insns)
+    ran = run_to_target(machine, until, max_insns)
+    stop, target, failure_exits = ran.stop, ran.target, ran.failure_exits
     for rule in rules:
         rule.finish(stop)
 
@@ -144,4 +145,5 @@ def check_image(
                         if (reason := rule.not_applicable()) is not None],
         output=machine.console.text(),
         board=board,
+        stop_pa=ran.pa,
     )

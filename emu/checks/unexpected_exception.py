@@ -23,7 +23,8 @@ class UnexpectedException(Check):
             return
         evidence: list[str] = []
         if event.taken is not None:
-            evidence.append(f"ESR {event.taken.esr:#x}: {describe_esr(event.taken.esr)}")
+            if event.taken.esr is not None:
+                evidence.append(f"ESR {event.taken.esr:#x}: {describe_esr(event.taken.esr)}")
             evidence.append(f"taken to the vector at {event.taken.vector:#x}")
         if event.fault is not None:
             evidence.extend(format_walk(event.fault))

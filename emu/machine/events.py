@@ -17,6 +17,20 @@ from emu.arch.mmu.regime import TranslationRegime
 from emu.arch.mmu.tlb import TlbEntry
 from emu.arch.mmu.walk import Fault, Translation
 
+# What each category holds, in the order reports list them; ``--events`` picks
+# categories by these names.
+EVENT_CATEGORIES: dict[str, str] = {
+    "mmu": "SCTLR_ELx.M turned on or off",
+    "ttbr": "TTBR writes",
+    "sysreg": "other writes to registers that shape translation (SCTLR, TCR, MAIR, VBAR, HCR)",
+    "tlbi": "TLB invalidations",
+    "cache": "IC and DC cache maintenance",
+    "barrier": "DSB, DMB, ISB and ERET, where the machine watches instructions",
+    "exception": "exceptions taken",
+    "descriptor": "stores that change descriptors of live translation tables",
+    "access": "accesses through stale, unsynchronized or incompletely maintained translations",
+}
+
 
 @dataclass(frozen=True)
 class Event:
@@ -30,6 +44,11 @@ class Event:
     @property
     def kind(self) -> str:
         return "event"
+
+    @property
+    def category(self) -> str:
+        """Which of :data:`EVENT_CATEGORIES` the event belongs to (what ``--events`` picks)."""
+        return "access"
 
     def describe(self) -> str:
         return self.kind
@@ -49,6 +68,10 @@ class SysRegWrite(Event):
     def kind(self) -> str:
         return "sysreg-write"
 
+    @property
+    def category(self) -> str:
+        return "sysreg"
+
     def describe(self) -> str:
         return f"{self.register} {self.old:#x} -> {self.new:#x}"
 
@@ -61,6 +84,10 @@ class MmuEnable(SysRegWrite):
     def kind(self) -> str:
         return "mmu-on"
 
+    @property
+    def category(self) -> str:
+        return "mmu"
+
     def describe(self) -> str:
         return f"MMU on ({self.register} {self.old:#x} -> {self.new:#x})"
 
@@ -72,6 +99,10 @@ class MmuDisable(SysRegWrite):
     @property
     def kind(self) -> str:
         return "mmu-off"
+
+    @property
+    def category(self) -> str:
+        return "mmu"
 
     def describe(self) -> str:
         return f"MMU off ({self.register} {self.old:#x} -> {self.new:#x})"
@@ -86,6 +117,10 @@ class TtbrWrite(SysRegWrite):
     @property
     def kind(self) -> str:
         return "ttbr-write"
+
+    @property
+    def category(self) -> str:
+        return "ttbr"
 
     def describe(self) -> str:
         state = "MMU on" if self.mmu_enabled else "MMU off"
@@ -103,23 +138,56 @@ class TlbInvalidate(Event):
     def kind(self) -> str:
         return "tlbi"
 
+    @property
+    def category(self) -> str:
+        return "tlbi"
+
     def describe(self) -> str:
         return self.operation
 
 
 @dataclass(frozen=True)
 class CacheMaintenance(Event):
-    """An IC or DC instruction."""
+    """An IC or DC instruction.
+
+    ``operand`` is the register the instruction was given: a virtual address
+    for the operations by VA (see :attr:`address`), a set/way for DC ISW, CSW
+    and CISW, nothing meaningful for IC IALLU(IS).  ``data_pa`` is where
+    :attr:`address` goes, when that was known without a table walk at the
+    time (the MMU off, or an entry of the architectural TLB covering it);
+    None otherwise.  The event's own ``pa``, where the instruction was
+    fetched from, is likewise taken from the TLB that fetched it.
+    """
 
     operation: str
     operand: int
+    data_pa: int | None = None
 
     @property
     def kind(self) -> str:
         return "cache"
 
+    @property
+    def category(self) -> str:
+        return "cache"
+
+    @property
+    def address(self) -> int | None:
+        """The virtual address maintained (DC ZVA, DC CIVAC, IC IVAU, ...); None
+        for the operations by set/way and the IC invalidate-all forms."""
+        return self.operand if by_virtual_address(self.operation) else None
+
     def describe(self) -> str:
-        return self.operation
+        address = self.address
+        return self.operation if address is None else f"{self.operation} VA {address:#x}"
+
+
+def by_virtual_address(operation: str) -> bool:
+    """Whether a cache-maintenance operation (``"DC CIVAC"``) takes a virtual
+    address: its name ends in VA, VAC, VAU, VAP or VADP (DDI 0487 C5.3, "Cache
+    maintenance instructions"), unlike ``DC CISW`` (set/way) or ``IC IALLU``."""
+    _, _, name = operation.partition(" ")
+    return "VA" in name
 
 
 @dataclass(frozen=True)
@@ -133,6 +201,10 @@ class Barrier(Event):
 
     @property
     def kind(self) -> str:
+        return "barrier"
+
+    @property
+    def category(self) -> str:
         return "barrier"
 
     def describe(self) -> str:
@@ -159,6 +231,10 @@ class ExceptionTaken(Event):
 
     @property
     def kind(self) -> str:
+        return "exception"
+
+    @property
+    def category(self) -> str:
         return "exception"
 
     def describe(self) -> str:
@@ -231,6 +307,10 @@ class DescriptorWrite(Event):
     @property
     def kind(self) -> str:
         return "descriptor-write"
+
+    @property
+    def category(self) -> str:
+        return "descriptor"
 
     def describe(self) -> str:
         return (f"descriptor at PA {self.descriptor_address:#x} {self.old:#x} -> {self.new:#x}"

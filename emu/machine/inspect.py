@@ -13,19 +13,17 @@ from emu.board.board import Board
 from emu.image.boot_image import BootImage
 from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
 from emu.machine.stop import Stop
-from emu.machine.targets import run_targets
+from emu.machine.targets import run_to_target
 
 REGIMES = {"el2": RegimeName.EL2, "el1": RegimeName.EL10}
 
 
 def machine_at(image: BootImage, at: str | None, max_insns: int = DEFAULT_MAX_INSNS,
                board: Board | None = None) -> tuple[Machine, Stop]:
-    """Boot ``image`` (on ``board``) and stop at ``at`` (symbol or address; None = the
-    default end)."""
+    """Boot ``image`` (on ``board``) and stop at ``at`` (any target form of
+    :mod:`emu.machine.targets`; None = the default end)."""
     machine = Machine(image, board)
-    _target, exits, failure_exits = run_targets(image, at)
-    stop = machine.run(exits + failure_exits, max_insns=max_insns)
-    return machine, stop
+    return machine, run_to_target(machine, at, max_insns).stop
 
 
 def walk_at(machine: Machine, va: int, regime: str | None = None,

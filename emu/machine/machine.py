@@ -31,6 +31,7 @@ from unicorn import (
     UC_ERR_READ_PROT,
     UC_ERR_WRITE_PROT,
     UC_HOOK_CODE,
+    UC_HOOK_INSN,
     UC_HOOK_MEM_READ,
     UC_HOOK_MEM_WRITE,
     UC_HOOK_TLB_FILL,
@@ -48,17 +49,22 @@ from emu.arch.exceptions import TakenException
 from emu.arch.mmu.regime import TranslationRegime
 from emu.arch.mmu.tlb import TlbModel
 from emu.arch.mmu.walk import Access, Fault, Translation
+from emu.arch.sysregs import SYSREGS
 from emu.board.board import Board
 from emu.board.console import Console
-from emu.board.devices import attach_devices
+from emu.board.cpu import UNICORN_MODELS
+from emu.board.devices import SysregDevice, attach_devices
+from emu.board.flash import virt_flash
 from emu.board.guest import InterruptHandler, MmioRead, MmioWrite
 from emu.image.boot_image import BootImage, ImageError
 from emu.machine.counter import BlockCounter
 from emu.machine.delivery import ExceptionDelivery
 from emu.machine.events import Barrier, Event, TransitionWindow
+from emu.machine.interrupts import InterruptDelivery
 from emu.machine.maintenance import MaintenanceTracker
 from emu.machine.mmu import SOFTMMU_PAGE, MmuUnit, cp_reg
 from emu.machine.probes import Probes
+from emu.machine.rom import RomBanks
 from emu.machine.stop import Stop, StopKind
 from emu.machine.windows import WindowTracker, barrier_name
 
@@ -117,19 +123,25 @@ class Machine:
         self.console = Console()
 
         uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
-        uc.ctl_set_cpu_model(a64.UC_CPU_ARM64_MAX)
+        uc.ctl_set_cpu_model(UNICORN_MODELS[self.board.cpu])
         self.uc = uc
-        try:
-            uc.mem_map(self.ram_base, self.ram_size, UC_PROT_ALL)
-        except UcError as err:
-            raise ImageError(
-                f"cannot map RAM at {self.ram_base:#x} (+{self.ram_size:#x}): {err}"
-            ) from err
+        banks = [(self.ram_base, self.ram_size, UC_PROT_ALL, "RAM"),
+                 *((base, size, UC_PROT_ALL, "RAM") for base, size in self.plan.extra_memory)]
+        for base, size, perms, what in banks:
+            try:
+                uc.mem_map(base, size, perms)
+            except UcError as err:
+                raise ImageError(f"cannot map {what} at {base:#x} (+{size:#x}): {err}") from err
+        # QEMU virt's two CFI flash banks, the firmware loaded into the first:
+        # memory while they read as memory, a device once commanded (emu.machine.rom).
+        flash = virt_flash(b"", self.plan.flash[0]) if self.plan.flash is not None else ()
+        self.roms = RomBanks(uc, flash, self.pause)
         self._load(image)
         self._reset(self.board.el)
 
         self.tlb = TlbModel()
         self.mmu = MmuUnit(uc, self.tlb, self.index_now)
+        self.mmu.rom_holds = self.roms.holds
         self.events: list[Event] = []
         self.windows: list[TransitionWindow] = []
         self.observers: list[MachineObserver] = []
@@ -147,6 +159,9 @@ class Machine:
         self._flush_pending = False
         self._stop: Stop | None = None
         self._running = False
+        # Whether something asked emulation to stop (pause) since the last start:
+        # a return from emu_start that nobody asked for is a WFI.
+        self._paused = False
 
         self._counter = BlockCounter()
         self._probes = Probes(self)
@@ -155,7 +170,17 @@ class Machine:
         self._last_barrier: Barrier | None = None
         self._delivery = ExceptionDelivery(self)
         self._install_hooks()
-        self.devices = attach_devices(self, self.plan, self.board.el, self.console)
+        self.devices = attach_devices(self, self.plan, self.board.el, self.console,
+                                      self.mmu.read_sysreg)
+        # System registers answered by a board device instead of the CPU model,
+        # by encoding (the MRS hook's key) and by name.
+        self._sysreg_devices: dict[tuple[int, int, int, int, int], tuple[str, SysregDevice]] = {}
+        for encoding, name in SYSREGS.items():
+            for device in self.devices.sysreg_devices:
+                if device.handles(name):
+                    self._sysreg_devices[encoding] = (name, device)
+                    break
+        self.interrupts = InterruptDelivery(self, self.devices.timer, self.devices.gic)
 
     # -- set-up --------------------------------------------------------------
 
@@ -200,6 +225,7 @@ class Machine:
         uc.ctl_exits_enabled(True)
         uc.ctl_set_exits([])
         self._probes.install(uc)
+        uc.hook_add(UC_HOOK_INSN, self._on_mrs, None, 1, 0, a64.UC_ARM64_INS_MRS)
         self._counter.install(uc)
 
     # -- observation ---------------------------------------------------------
@@ -224,8 +250,32 @@ class Machine:
         self.uc.reg_write(getattr(a64, f"UC_ARM64_REG_{name.upper()}"), value)
 
     def read_sysreg(self, name: str) -> int:
-        """A system register by its architectural name (``VBAR_EL2``)."""
+        """A system register by its architectural name (``VBAR_EL2``), as the guest
+        reads it (a board device's registers from the device)."""
+        for device in self.devices.sysreg_devices:
+            if device.handles(name):
+                return device.read(name)
         return self.mmu.read_sysreg(name)
+
+    def sysreg_device(self, op0: int, op1: int, crn: int, crm: int,
+                      op2: int) -> tuple[str, SysregDevice] | None:
+        """The board device answering the system register with this encoding, if any."""
+        return self._sysreg_devices.get((op0, op1, crn, crm, op2))
+
+    def _on_mrs(self, uc: Uc, reg: int, cp, _user_data) -> bool:
+        """MRS of a register a board device answers: the device's value, and the
+        instruction is skipped.  (An MRS that no device answers costs one call.)"""
+        answer = self._sysreg_devices.get((cp.op0, cp.op1, cp.crn, cp.crm, cp.op2))
+        if answer is None:
+            return False
+        name, device = answer
+        uc.reg_write(reg, device.read(name))
+        return True
+
+    def sysreg_written(self) -> None:
+        """A board device's register was written (e.g. a timer armed): pause, so
+        the run loop takes the new interrupt deadline."""
+        self.pause()
 
     def read_physical(self, pa: int, size: int) -> bytes | None:
         """``size`` bytes of physical memory (None where there is none)."""
@@ -359,6 +409,7 @@ class Machine:
         """During a run, stop emulation before the next instruction so the run
         loop applies what is pending (TLB flush, hooks); the run then goes on."""
         if self._running:
+            self._paused = True
             self.uc.emu_stop()
 
     # -- running -------------------------------------------------------------
@@ -366,6 +417,8 @@ class Machine:
     def _apply_pending(self) -> None:
         uc = self.uc
         self._probes.settle()
+        if self.roms.apply():
+            self._flush_pending = True  # the softmmu TLB still points at the MMIO bank
         if self._flush_pending:
             self._flush_pending = False
             self.mmu.forget_registers()
@@ -401,6 +454,10 @@ class Machine:
         """End the current run: the program exited (e.g. through semihosting)."""
         self.request_stop(Stop(StopKind.EXIT, pc, index, message, status=status))
 
+    def request_power(self, what: str, pc: int, index: int, message: str) -> None:
+        """End the current run: the guest asked its firmware to power off or reset."""
+        self.request_stop(Stop(StopKind(what), pc, index, message))
+
     def take_exception(self, taken: TakenException) -> None:
         """Write the registers an exception entry writes, then jump to the vector."""
         self._delivery.take_exception(taken)
@@ -428,8 +485,12 @@ class Machine:
                 self._stop = None
                 self._probes.unmapped = None
                 self.mmu.first_fault = None
+                self.mmu.refused_store = None
+                self.interrupts.poll()
                 counter.arm(max_insns)
+                counter.set_deadline(self.interrupts.deadline())
                 self._apply_pending()
+                self._paused = False
                 error = self._start(self.pc)
                 if counter.stopped_at_limit:
                     # The next block would overrun the budget: finish it exactly.
@@ -445,6 +506,12 @@ class Machine:
                 self._resync_counter()
                 if self._stop is not None:  # the guest took an exception first
                     return self._finish(self._stop)
+                refused = self.mmu.refused_store
+                if error is not None and refused is not None and self.roms.to_device(refused):
+                    # A store to flash in read-array mode, refused before it
+                    # happened: a command for the device; run it again there.
+                    self.schedule_flush()
+                    continue
                 if error is not None:
                     fill = self.mmu.first_fault
                     if error.errno == UC_ERR_EXCEPTION and fill is not None:
@@ -457,6 +524,16 @@ class Machine:
                 if pc in exits:
                     return self._finish(Stop(StopKind.ARRIVED, pc, self.index_now(),
                                              f"arrived at {pc:#x} ({self.symbolize(pc)})"))
+                # WFI returns from emu_start unasked; a pause that lands on a WFI
+                # lets it complete at once, which the architecture allows (a WFI
+                # may wake spuriously, DDI 0487 D1.16.2).
+                if (not self._paused and not counter.stopped_at_deadline
+                        and self.interrupts.after_wfi() is False):
+                    return self._finish(Stop(
+                        StopKind.IDLE, pc, self.index_now(),
+                        f"the guest waits for an interrupt (WFI at {pc - 4:#x}, "
+                        f"{self.symbolize(pc - 4)}) and none can come: no timer is armed "
+                        "and none is pending"))
         finally:
             self._running = False
             for handle in stop_hooks:

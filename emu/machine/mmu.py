@@ -70,6 +70,8 @@ REGIME_FIELD_OF: dict[str, tuple[RegimeName, str]] = {
 }
 
 SOFTMMU_PAGE = 1024
+# Bound on the fill-walk cache (a few MiB of Translation records).
+_MAX_CACHED_WALKS = 1 << 16
 
 _ACCESS_OF_UC = {UC_MEM_FETCH: Access.FETCH, UC_MEM_WRITE: Access.WRITE}
 _PROT_OF_ACCESS = {Access.READ: UC_PROT_READ, Access.WRITE: UC_PROT_WRITE,
@@ -105,6 +107,11 @@ class MmuUnit:
         self.on_new_table_page: Callable[[int], None] = lambda *_: None
         # Told of a walk, only while set (stores to tables not yet completed by a DSB).
         self.on_walk: Callable[[Translation | Fault, int, Access], None] | None = None
+        # Set by the machine: whether a PA is flash mapped as memory (read-array
+        # mode), where a store is a command for the device (emu.machine.rom); such
+        # a store's fill is refused and its PA kept here for the run loop.
+        self.rom_holds: Callable[[int], bool] = lambda _pa: False
+        self.refused_store: int | None = None
         # Per regime, the 4 KiB pages of its translation tables: reachable from
         # its TTBRs when they were last written, or read by a walk since.
         # Stores to them are seen; tables a TTBR no longer points at drop out
@@ -112,6 +119,11 @@ class MmuUnit:
         self._tables: dict[RegimeName, set[int]] = {}
         self.table_pages: set[int] = set()
         self.fills = 0
+        # Successful fill walks, by (regime, softmmu page, access, EL0): after a
+        # stop Unicorn's TLB is flushed and the same pages are filled again.  A
+        # walk changes only with the regime's registers or a store to a table
+        # page, and both drop the lot (forget_registers, remember, table stores).
+        self._walks: dict[tuple[RegimeName, int, Access, bool], Translation] = {}
 
     # -- state ---------------------------------------------------------------
 
@@ -138,10 +150,13 @@ class MmuUnit:
     def remember(self, regime: TranslationRegime) -> None:
         """Install the snapshot a register write is about to produce."""
         self._cached[regime.name] = regime
+        self._walks.clear()
 
     def forget_registers(self) -> None:
-        """Drop cached snapshots; called after any register that shapes translation changes."""
+        """Drop cached snapshots and walks; called after any register that shapes
+        translation changes, and after stores to translation tables."""
         self._cached.clear()
+        self._walks.clear()
 
     # -- walks ---------------------------------------------------------------
 
@@ -207,7 +222,14 @@ class MmuUnit:
         el = self.current_el()
         regime = self.regime(regime_for_el(el))
         access = _ACCESS_OF_UC.get(uc_access, Access.READ)
-        result = translate(regime, self.read_descriptor, va, access, el0=(el == 0))
+        key = (regime.name, va, access, el == 0)
+        result = self._walks.get(key)
+        if result is None:
+            result = translate(regime, self.read_descriptor, va, access, el0=(el == 0))
+            if isinstance(result, Translation):
+                if len(self._walks) >= _MAX_CACHED_WALKS:
+                    self._walks.clear()
+                self._walks[key] = result
         if self.on_walk is not None:
             self.on_walk(result, va, access)
         asid = regime_asid(regime)
@@ -235,8 +257,14 @@ class MmuUnit:
         # maps the 1 KiB page holding VA, so it needs that page's PA, not the 4 KiB one.
         entry.paddr = result.pa & ~(SOFTMMU_PAGE - 1)
         entry.perms = perms
+        if self.rom_holds(result.pa):
+            if access is Access.WRITE:
+                self.refused_store = result.pa
+                return False
+            entry.perms = perms & ~UC_PROT_WRITE  # so that a store comes back here
         if access is not Access.FETCH and self.is_table_page(result.pa):
             if access is Access.WRITE:
+                self._walks.clear()  # the store may change any walk through the page
                 self.on_table_store(va, result.pa & PAGE_MASK)
             else:
                 entry.perms = perms & ~UC_PROT_WRITE

@@ -22,13 +22,20 @@ from unicorn import (
     UC_MEM_FETCH_UNMAPPED,
     UC_MEM_READ_UNMAPPED,
     UC_MEM_WRITE_UNMAPPED,
+    UC_PROT_EXEC,
     Uc,
 )
 from unicorn import arm64_const as a64
 
 from emu.arch.exceptions import ESR_IL, TakenException, vector_offset
-from emu.arch.mmu.regime import RegimeName, regime_asid, regime_for_el
-from emu.arch.mmu.tlb import TlbEntry
+from emu.arch.mmu.regime import (
+    RegimeName,
+    TranslationRegime,
+    regime_asid,
+    regime_for_el,
+    regime_translation_disabled,
+)
+from emu.arch.mmu.tlb import PAGE_MASK, TlbEntry
 from emu.arch.mmu.walk import Access, Fault, Translation
 from emu.arch.sysregs import sys_op_name, sysreg_name
 from emu.machine.events import (
@@ -41,6 +48,7 @@ from emu.machine.events import (
     SysRegWrite,
     TlbInvalidate,
     TtbrWrite,
+    by_virtual_address,
 )
 from emu.machine.mmu import REGIME_FIELD_OF, SOFTMMU_PAGE
 from emu.machine.operands import memory_operand_address
@@ -139,9 +147,13 @@ class Probes:
             # A store never branches: the next instruction is the one after it
             # (an exception instead leaves this hook unused until the next stop).
             after = self._table_stores[0][1] + 4
-            self._after_store_hook = uc.hook_add(UC_HOOK_CODE, _stop_here, None, after, after)
+            self._after_store_hook = uc.hook_add(UC_HOOK_CODE, self._stop_after_store, None,
+                                                  after, after)
             # Code translated before the hook existed has no call to it.
             uc.ctl_remove_cache(after, after + 4)
+
+    def _stop_after_store(self, _uc: Uc, _address: int, _size: int, _user_data) -> None:
+        self._machine.pause()
 
     def unmapped_access(self, errno: int, pc: int) -> tuple[str, int] | None:
         """The access to missing memory behind a stop with Unicorn error ``errno``
@@ -154,6 +166,15 @@ class Probes:
 
     def _on_msr(self, uc: Uc, _reg: int, cp, _user_data) -> bool:
         machine = self._machine
+        device = machine.sysreg_device(cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)
+        if device is not None:
+            # A board device's register (the timer's): the device takes the
+            # write, the CPU model never sees it.  (Unicorn calls only the first
+            # MSR hook, so this one serves both.)
+            register, owner = device
+            owner.write(register, cp.val)
+            machine.sysreg_written()
+            return True
         name = sysreg_name(cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)
         if name not in EVENT_REGISTERS:
             return False
@@ -200,6 +221,9 @@ class Probes:
         pc = machine.pc
         index = machine.index_at(pc)
         el = machine.mmu.current_el()
+        if name.startswith(("IC", "DC")):
+            self._cache_maintenance(name, cp.val, pc, index, el)
+            return False
         pa = machine.mmu.fetch_pa(pc)
         if name.startswith("TLBI"):
             if self._table_stores:
@@ -212,9 +236,37 @@ class Probes:
                 # guest would go on using translations the TLBI removed.
                 machine.schedule_flush()
                 machine.pause()
-        elif name.startswith(("IC", "DC")):
-            machine.emit(CacheMaintenance(index, pc, pa, el, name, cp.val))
         return False
+
+    def _cache_maintenance(self, name: str, operand: int, pc: int, index: int, el: int) -> None:
+        """Emit the event of an IC or DC instruction, without walking tables.
+
+        Boot code runs these in loops of tens of thousands (DC ZVA over BSS,
+        DC CIVAC over tables), and a walk per instruction used to dominate
+        checking.  The instruction's own PA comes from the TLB entry it was
+        just fetched through (a walk only if there is none); the PA of the
+        address it maintains only from what is at hand: the MMU off, or an
+        entry of the architectural TLB covering it.
+        """
+        machine = self._machine
+        mmu = machine.mmu
+        regime = mmu.regime(regime_for_el(el))
+        pa = self._known_pa(pc, regime, UC_PROT_EXEC)
+        if pa is None:
+            pa = mmu.fetch_pa(pc, regime)
+        data_pa = self._known_pa(operand, regime, 0) if by_virtual_address(name) else None
+        machine.emit(CacheMaintenance(index, pc, pa, el, name, operand, data_pa))
+
+    def _known_pa(self, va: int, regime: TranslationRegime, perms: int) -> int | None:
+        """Where VA goes in ``regime`` when that is known without a walk: VA
+        itself with translation off, else the PA of an architectural TLB entry
+        covering VA (that allows ``perms``); None otherwise."""
+        if regime_translation_disabled(regime):
+            return self._machine.mmu.fetch_pa(va, regime)  # no tables: VA == PA
+        entry = self._machine.tlb.lookup(regime.name.value, va, regime_asid(regime))
+        if entry is None or entry.perms & perms != perms:
+            return None
+        return entry.pa_page | (va & ~PAGE_MASK)
 
     def _on_interrupt(self, uc: Uc, intno: int, _user_data) -> None:
         machine = self._machine
@@ -356,15 +408,21 @@ class Probes:
         self._table_stores = [store for store in self._table_stores if store[0] >= now]
         for index, pc, va, page, before, live in done:
             after = bytes(machine.uc.mem_read(page, 0x1000))
-            for offset in range(0, 0x1000, 8):
+            for offset in _changed_descriptors(before, after):
                 old = int.from_bytes(before[offset:offset + 8], "little")
                 new = int.from_bytes(after[offset:offset + 8], "little")
-                if old == new:
-                    continue
                 address = page + offset
                 machine.emit(DescriptorWrite(index, pc, machine.mmu.fetch_pa(pc), machine.el,
                                              va, address, old, new, live.get(address, ())))
 
 
-def _stop_here(uc: Uc, _address: int, _size: int, _user_data) -> None:
-    uc.emu_stop()
+def _changed_descriptors(before: bytes, after: bytes) -> list[int]:
+    """Offsets of the 8-byte descriptors that differ between two copies of a
+    page; compared 64 bytes at a time first (a store changes one or two)."""
+    if before == after:
+        return []
+    return [offset
+            for chunk in range(0, len(before), 64)
+            if before[chunk:chunk + 64] != after[chunk:chunk + 64]
+            for offset in range(chunk, chunk + 64, 8)
+            if before[offset:offset + 8] != after[offset:offset + 8]]

@@ -15,6 +15,9 @@ class StopKind(enum.StrEnum):
     EXCEPTION = "exception"      # a fault or exception the run cannot continue past
     UNMAPPED = "unmapped"        # an access to physical memory that does not exist
     EXIT = "exit"                # the program exited (semihosting), with a status
+    POWER_OFF = "power-off"      # the guest asked the firmware to power off (PSCI SYSTEM_OFF)
+    RESET = "reset"              # the guest asked the firmware to reset (PSCI SYSTEM_RESET)
+    IDLE = "idle"                # the guest waits (WFI) for an interrupt that cannot come
 
 
 @dataclass(frozen=True)
