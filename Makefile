@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBIAN_TOOLS := binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu cpp
+# qemu-system-arm is installed without its recommends: a few packages, not ~176.
+DEBIAN_TOOLS := binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu cpp qemu-system-arm
 
 .PHONY: setup tools demo test bench fuzz lint clean
 
@@ -18,16 +19,22 @@ $(STAMP): pyproject.toml emu/machine/_blockcount.c
 	$(PY) -m pip install --quiet -e '.[dev,plot]'
 	touch $@
 
-# Debian packages: cpp for the preprocessor, GNU as/gcc as reference assembler.
+# Debian packages: cpp for the preprocessor, GNU as/gcc as reference assembler,
+# QEMU (qemu-system-arm's qemu-system-aarch64) as reference machine.
 tools:
-	@missing=""; \
+	@missing=""; lean=""; \
 	command -v cpp >/dev/null || missing="$$missing cpp"; \
 	command -v aarch64-linux-gnu-as >/dev/null || missing="$$missing binutils-aarch64-linux-gnu"; \
 	command -v aarch64-linux-gnu-gcc >/dev/null || missing="$$missing gcc-aarch64-linux-gnu"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
+	command -v qemu-system-aarch64 >/dev/null || lean="$$lean qemu-system-arm"; \
+	if [ -n "$$missing$$lean" ]; then \
+	  echo "installing Debian packages:$$missing$$lean"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  $$SUDO apt-get update -qq || exit 1; \
+	  if [ -n "$$missing" ]; then $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; fi; \
+	  if [ -n "$$lean" ]; then \
+	    $$SUDO apt-get install -y -qq --no-install-recommends $$lean >/dev/null || exit 1; \
+	  fi; \
 	fi
 
 demo: setup

@@ -10,7 +10,7 @@ import click
 
 from emu.board.spec import BootSpec
 from emu.checks.run import check_image
-from emu.cli.options import input_errors, source_options
+from emu.cli.options import TARGET_HELP, events_option, input_errors, source_options
 from emu.machine.machine import DEFAULT_MAX_INSNS
 from emu.machine.targets import DEFAULT_TARGET
 from emu.report.check_report import format_text, to_json
@@ -18,24 +18,27 @@ from emu.report.check_report import format_text, to_json
 
 @click.command()
 @source_options
-@click.option("--until", default=DEFAULT_TARGET, show_default=True,
-              metavar="SYMBOL|ADDR|exit",
-              help="Where the boot is complete; the run stops there.  'exit': when the "
-                   "program exits through semihosting, with status 0 (also the default "
-                   "when there is no start_c).")
+@click.option("--until", default=DEFAULT_TARGET, show_default=True, metavar="TARGET",
+              help=f"Where the boot is complete; the run stops there: {TARGET_HELP}.  "
+                   "'exit': when the program exits through semihosting, with status 0 "
+                   "(also the default when there is no start_c).")
 @click.option("--max-insns", type=click.IntRange(min=1), default=DEFAULT_MAX_INSNS,
               show_default=True, help="Instruction budget for the run.")
+@events_option(what="the MMU timeline shows (outside MMU-transition windows, each "
+                   "cache-maintenance loop is one row and repeated stretches are shown once)")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @input_errors
 def check(source: Path, load_address: int | None, defines: tuple[str, ...],
           include_dirs: tuple[Path, ...], boot: BootSpec, until: str, max_insns: int,
-          as_json: bool) -> None:
+          events: frozenset[str], as_json: bool) -> None:
     """Boot SOURCE (a source, ELF, arm64 Image or raw binary) and check every MMU
     transition against the rules.
 
     Prints the MMU timeline (instruction count, PC as VA and PA, symbol, event,
-    regime state), each MMU-transition window instruction by instruction, the
-    findings and a verdict.
+    regime state; --events picks what it shows, cache-maintenance loops are
+    one row each), each MMU-transition window instruction by instruction, the
+    findings, and a last line with the verdict, where the run ended (VA, PA,
+    symbol), why, and what was judged up to there.
 
     \b
     Exit status: 0 clean (reached --until, no rule fired);
@@ -45,8 +48,8 @@ def check(source: Path, load_address: int | None, defines: tuple[str, ...],
     image, board = boot.load()
     run = check_image(image, until=until, max_insns=max_insns, board=board)
     if as_json:
-        click.echo(json.dumps(to_json(run), indent=2))
+        click.echo(json.dumps(to_json(run, events), indent=2))
     else:
-        click.echo(format_text(run, source=str(source)), nl=False)
+        click.echo(format_text(run, source=str(source), events=events), nl=False)
     sys.exit(run.exit_code)
 

@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from emu.analysis.layout import LAYOUT_PRESETS
 from emu.asm.preprocess import parse_define
 from emu.asm.source import AssemblyError
+from emu.board.board import CPU_MODELS
 from emu.board.spec import BootSpec, parse_ram
 from emu.image.boot_image import ImageError
 from emu.image.load import ImageKind
+from emu.machine.events import EVENT_CATEGORIES
+from emu.report.timeline import ALL_EVENTS, DEFAULT_EVENTS, EventsError, parse_events
 
 BUNDLED_SOURCE = Path(__file__).resolve().parents[2] / "asm" / "head.S"
 INPUT_ERROR = 2
@@ -104,21 +108,30 @@ def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     The command receives SOURCE, --load-address, -D and -I as parameters, and
     ``boot``: a :class:`~emu.board.spec.BootSpec` holding those and --format,
-    --symbols, --el, --ram, --dtb and --bootargs, whose ``load()`` gives the
-    image and the board to boot it on.
+    --symbols, --el, --ram, --dtb, --bootargs, --cpu, --seed and --bios, whose
+    ``load()`` gives the image and the board to boot it on.  With --bios,
+    SOURCE is the firmware file (and giving SOURCE too is an error).
     """
 
     @wraps(func)
     def wrapper(*args: Any, image_format: str, symbols: Path | None, el: int,
                 ram: tuple[int, int] | None, dtb: Path | None, bootargs: str | None,
-                **kwargs: Any) -> Any:
+                cpu: str, seed: int, bios: Path | None, **kwargs: Any) -> Any:
+        path = kwargs["source"]
+        if bios is not None:
+            given = click.get_current_context().get_parameter_source("source")
+            if given is not ParameterSource.DEFAULT:
+                raise one_line_error(f"--bios {bios} and SOURCE {path}: --bios FILE is the "
+                                     "image to boot, give one or the other")
+            path = kwargs["source"] = bios
         kwargs["boot"] = BootSpec(
-            path=kwargs["source"],
+            path=path,
             kind=None if image_format == "auto" else ImageKind(image_format),
             load_address=kwargs["load_address"],
             defines=parse_defines(kwargs["defines"]),
             include_dirs=list(kwargs["include_dirs"]),
             symbols=symbols, el=el, ram=ram, dtb=dtb, bootargs=bootargs,
+            cpu=cpu, seed=seed, bios=bios is not None,
         )
         return func(*args, **kwargs)
 
@@ -152,6 +165,17 @@ def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
                           "PL011 node says."),
         click.option("--bootargs", default=None, metavar="TEXT",
                      help="/chosen/bootargs of the generated device tree."),
+        click.option("--cpu", type=click.Choice(CPU_MODELS), default=CPU_MODELS[0],
+                     show_default=True,
+                     help="The CPU model: what its ID registers tell the guest."),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                     metavar="N",
+                     help="Seeds the device tree's kaslr-seed and rng-seed: the same seed "
+                          "gives the same run."),
+        click.option("--bios", type=file_type, default=None, metavar="FILE",
+                     help="Boot FILE as firmware, as QEMU's -bios does: a raw image (or an "
+                          "ELF file) loaded at the flash base 0 and entered there, the device "
+                          "tree at the start of RAM.  Instead of SOURCE."),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)
@@ -171,3 +195,31 @@ def layout_preset_option(multiple: bool) -> Callable[..., Any]:
         type=click.Choice(list(LAYOUT_PRESETS)),
         help="Layout preset: -D definitions for head.S ("
              + ", ".join(LAYOUT_PRESETS) + ")" + (" (repeatable)." if multiple else "."))
+
+
+TARGET_HELP = ("SYMBOL, SYMBOL+0x14 (or +20), ADDRESS, #N (after N instructions have "
+               "executed: in front of the instruction the reports number #N), or PLACE@K "
+               "(the K-th arrival at a symbol or address)")
+
+
+def events_option(default: frozenset[str] = DEFAULT_EVENTS, what: str = "the timeline shows"
+                  ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--events CATEGORY,..., into ``events`` (a frozenset of category names);
+    ``default`` when not given, ``what`` says what it chooses in the help."""
+
+    def convert(_ctx: click.Context, _param: click.Parameter, value: str | None
+                ) -> frozenset[str]:
+        if value is None:
+            return default
+        try:
+            return parse_events(value)
+        except EventsError as err:
+            raise one_line_error(f"--events {value}: {err}") from None
+
+    categories = "; ".join(f"{name}: {text}" for name, text in EVENT_CATEGORIES.items())
+    default_words = ("all" if default == ALL_EVENTS else
+                     "default: " + ",".join(n for n in EVENT_CATEGORIES if n in default))
+    return click.option(
+        "--events", "events", default=None, callback=convert, metavar="LIST",
+        help=f"What {what}: a comma list of event categories, 'all', or 'default' (all but "
+             f"barrier) [{default_words}].  Categories: {categories}.")

@@ -9,20 +9,21 @@ from pathlib import Path
 import click
 
 from emu.board.spec import BootSpec
-from emu.cli.options import input_errors, source_options
+from emu.cli.options import TARGET_HELP, input_errors, source_options
 from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
 from emu.machine.targets import EXIT_TARGET, run_to_target
+from emu.report.ending import RunEnd
 
 
 @click.command("run")
 @source_options
-@click.option("--until", default=EXIT_TARGET, show_default=True, metavar="SYMBOL|ADDR|exit",
-              help="Stop when PC reaches this symbol or address; 'exit': when the program "
-                   "exits through semihosting.")
+@click.option("--until", default=EXIT_TARGET, show_default=True, metavar="TARGET",
+              help=f"Stop there: {TARGET_HELP}; 'exit': when the program exits through "
+                   "semihosting.")
 @click.option("--max-insns", type=click.IntRange(min=1), default=DEFAULT_MAX_INSNS,
               show_default=True, help="Instruction budget for the run.")
 @click.option("--json", "as_json", is_flag=True,
-              help="At the end, one JSON object: stop, exit status, output.")
+              help="At the end, one JSON object: stop, where and why, exit status, output.")
 @input_errors
 def run_command(source: Path, load_address: int | None, defines: tuple[str, ...],
                 include_dirs: tuple[Path, ...], boot: BootSpec, until: str, max_insns: int,
@@ -30,7 +31,9 @@ def run_command(source: Path, load_address: int | None, defines: tuple[str, ...]
     """Boot SOURCE and run it, without checking; the guest's output goes to stdout.
 
     What the program prints through the UART and semihosting appears as it
-    comes; how the run ended is one line on stderr.
+    comes; how the run ended is one line on stderr: where the PC was (VA, PA,
+    symbol), why the run stopped, and how many instructions ran (unchecked:
+    `bootemu check` judges them).
 
     \b
     Exit status: 0 the run reached --until (for 'exit': the program exited
@@ -52,13 +55,18 @@ def run_command(source: Path, load_address: int | None, defines: tuple[str, ...]
         machine.console.listeners.append(echo)
     ran = run_to_target(machine, until, max_insns)
     stop = ran.stop
+    end = RunEnd.of(stop, image, ran.pa, ran.target)
     if as_json:
         click.echo(json.dumps({
             "image": image.name, "stop": stop.kind.value, "pc": stop.pc, "index": stop.index,
             "message": stop.message, "exit_status": stop.status, "reached": ran.reached,
+            "end": end.to_dict(),
+            # ``bootemu run`` proves nothing: no rule watches it.
+            "proved": {"instructions": 0, "executed": stop.index, "rules": []},
             "output": machine.console.text(),
         }, indent=2))
     else:
-        click.echo(f"bootemu: {stop.message}, after {stop.index} instructions", err=True)
+        click.echo(f"bootemu: {end.describe()}; {stop.index} instructions run, none "
+                   "checked (bootemu check judges them)", err=True)
     sys.exit(0 if ran.reached else 1)
 

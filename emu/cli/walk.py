@@ -10,9 +10,11 @@ import click
 
 from emu.arch.mmu.walk import Access, Fault, format_walk
 from emu.board.spec import BootSpec
-from emu.cli.options import Address, input_errors, source_options
-from emu.machine.inspect import machine_at, walk_at
-from emu.machine.targets import DEFAULT_TARGET
+from emu.cli.options import TARGET_HELP, Address, input_errors, source_options
+from emu.machine.inspect import walk_at
+from emu.machine.machine import Machine
+from emu.machine.targets import DEFAULT_TARGET, run_to_target
+from emu.report.ending import RunEnd
 
 
 @click.command()
@@ -20,8 +22,9 @@ from emu.machine.targets import DEFAULT_TARGET
 @source_options
 @click.option("--regime", type=click.Choice(["el2", "el1"]), default=None,
               help="Translation regime [default: the one the CPU is in at that point].")
-@click.option("--at", "at", default=DEFAULT_TARGET, show_default=True, metavar="SYMBOL|ADDR",
-              help="Run the boot to this point first; the walk uses the tables then.")
+@click.option("--at", "at", default=DEFAULT_TARGET, show_default=True, metavar="TARGET",
+              help=f"Run the boot to this point first; the walk uses the tables then: "
+                   f"{TARGET_HELP}.")
 @click.option("--access", type=click.Choice([a.value for a in Access]), default="read",
               show_default=True, help="Access kind, for the permission check.")
 @click.option("--json", "as_json", is_flag=True, help="Print the walk as JSON.")
@@ -40,13 +43,17 @@ def walk(va: int, source: Path, load_address: int | None, defines: tuple[str, ..
     Exit status: 0 the VA translates, 1 it faults, 2 usage or input error.
     """
     image, board = boot.load()
-    machine, stop = machine_at(image, at, board=board)
+    machine = Machine(image, board)
+    ran = run_to_target(machine, at)
+    stop = ran.stop
     result = walk_at(machine, va, regime, Access(access))
-    where = f"at #{stop.index} {image.symbolize(stop.pc)} ({stop.message})"
+    end = RunEnd.of(stop, image, ran.pa, ran.target)
+    where = f"at #{stop.index} {end.symbol} ({stop.message})"
     if as_json:
         click.echo(json.dumps({
             "va": va,
             "at": where,
+            "end": end.to_dict(),
             "result": "fault" if isinstance(result, Fault) else "translation",
             "pa": None if isinstance(result, Fault) else result.pa,
             "fault": result.describe() if isinstance(result, Fault) else None,
