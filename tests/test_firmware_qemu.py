@@ -94,10 +94,14 @@ def test_firmware_reads_ram_and_psci_from_qemus_device_tree(
         firmware, el=el, ram_size=memory, method=method), run.describe()
 
 
-def test_bootemu_prints_what_qemu_prints(firmware: Firmware, on_qemu: QemuRun) -> None:
+# QEMU virt's default RAM is 128 MiB at 1 GiB, what on_qemu asked for: bootemu
+# must need no --ram to boot firmware as QEMU's -bios does.
+@pytest.mark.parametrize("ram", [[], ["--ram", f"{RAM_BASE:#x}:128M"]],
+                         ids=["default-ram", "explicit-ram"])
+def test_bootemu_prints_what_qemu_prints(firmware: Firmware, on_qemu: QemuRun,
+                                         ram: list[str]) -> None:
     """bootemu booting fw.bin as firmware (flash at 0, RAM as QEMU's -m 128)."""
-    result = subprocess.run([*BOOTEMU, "run", "--bios", str(firmware.binary),
-                             "--ram", f"{RAM_BASE:#x}:128M"],
+    result = subprocess.run([*BOOTEMU, "run", "--bios", str(firmware.binary), *ram],
                             capture_output=True, timeout=300)  # bytes: keep any "\r"
     ours = console_lines(result.stdout.decode(errors="replace"))
     stderr = result.stderr.decode(errors="replace")

@@ -80,8 +80,8 @@ class Board:
     """The platform an image boots on.
 
     ``ram`` is (base, size); None takes it from ``dtb``'s memory node, else
-    QEMU virt's RAM when the image starts there (an assembled program: when it
-    fits there), else RAM around the image.
+    QEMU virt's RAM for firmware (``bios``) and when the image starts there
+    (an assembled program: when it fits there), else RAM around the image.
     ``dtb`` is a device tree blob to pass instead of the generated one (its
     PL011, if any, is where the UART goes); ``bootargs`` is the generated
     tree's /chosen/bootargs.  ``el`` is the exception level at entry (1 or 2).
@@ -118,8 +118,8 @@ class Board:
         facts = self.facts()
         if facts is not None and facts.memory:
             return facts.memory[0]
-        if image is None or image.kind == "image" or _fits(image, *VIRT_RAM):
-            return VIRT_RAM
+        if self.bios or image is None or image.kind == "image" or _fits(image, *VIRT_RAM):
+            return VIRT_RAM  # firmware sits in the flash at 0: RAM is where QEMU puts it
         extents = _extents(image)
         low = min(e.physical for e in extents)
         if image.kind != "program" and VIRT_RAM[0] <= low < VIRT_RAM[0] + VIRT_RAM[1]:
@@ -159,8 +159,9 @@ class Board:
         else:
             dtb = encode(boot_tree(ram_base=base, ram_size=size, bootargs=self.bootargs,
                                    uart_base=uart, platform=self.platform()))
-        # A user's tree may describe another interrupt controller (QEMU's own
-        # virt tree has a GICv3 at the same address): model ours only for a GICv2.
+        # A user's tree may describe another interrupt controller (QEMU's virt
+        # tree dumped with gic-version=3, say, has a GICv3 at the same address):
+        # model ours only for a GICv2.
         gic = self.dtb is None or any(name in self.dtb for name in _GICV2_COMPATIBLES)
         plan = MemoryPlan(base, size, dtb_address, dtb, uart, extra,
                           FLASH if self.bios else None, gic)
