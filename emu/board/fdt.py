@@ -2,9 +2,10 @@
 
 A flattened device tree (FDT, "DTB") is a header, a memory-reservation block,
 a structure block of nested nodes and properties, and a strings block holding
-property names.  Everything is big-endian.  bootemu generates a minimal tree
-for each boot (memory, /chosen with bootargs and stdout-path, a PL011 UART and
-the clock it names) and validates a tree passed with ``--dtb`` well enough to
+property names.  Everything is big-endian.  bootemu generates a tree in QEMU
+virt's shape for each boot (memory, /chosen with bootargs, stdout-path and the
+seeds, the CPU, PSCI, the GIC, the timer, a PL011 UART and the clock it names)
+and validates a tree passed with ``--dtb`` well enough to
 refuse garbage with one clear error and to find the memory and UART in it.
 """
 

@@ -151,9 +151,10 @@ def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
         define_option("Preprocessor definition, e.g. -D XEN_VIRT_START=0x200000 "
                       "(repeatable; sources only)."),
         include_option("Extra include directory for #include (repeatable; sources only)."),
-        click.option("--symbols", type=file_type, default=None, metavar="ELF",
-                     help="Name a raw or Image file's addresses with this ELF build's "
-                          "symbols (physical and virtual)."),
+        click.option("--symbols", type=file_type, default=None, metavar="ELF|System.map",
+                     help="Name a raw or Image file's addresses with the symbols of this "
+                          "ELF build (e.g. vmlinux, xen-syms) or of an `nm` listing such "
+                          "as Linux's System.map (physical and virtual)."),
         click.option("--el", type=click.IntRange(1, 2), default=2, show_default=True,
                      help="Exception level at entry."),
         click.option("--ram", type=Ram(), default=None,
@@ -161,8 +162,9 @@ def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
                           "0x40000000:128M when the image fits there, else around it]."),
         click.option("--dtb", type=file_type, default=None, metavar="FILE",
                      help="Pass this device tree blob in x0 instead of the generated one "
-                          "(memory, /chosen, a PL011 at 0x9000000); the UART goes where its "
-                          "PL011 node says."),
+                          "(memory, /chosen, CPU, PSCI, GICv2, timer, a PL011 at 0x9000000); "
+                          "the UART goes where its PL011 node says, and the GIC is modelled "
+                          "only if the tree has a GICv2."),
         click.option("--bootargs", default=None, metavar="TEXT",
                      help="/chosen/bootargs of the generated device tree."),
         click.option("--cpu", type=click.Choice(CPU_MODELS), default=CPU_MODELS[0],
@@ -198,8 +200,9 @@ def layout_preset_option(multiple: bool) -> Callable[..., Any]:
 
 
 TARGET_HELP = ("SYMBOL, SYMBOL+0x14 (or +20), ADDRESS, #N (after N instructions have "
-               "executed: in front of the instruction the reports number #N), or PLACE@K "
-               "(the K-th arrival at a symbol or address)")
+               "executed: in front of the instruction the reports number #N), PLACE@K "
+               "(the K-th arrival at a symbol or address), or 'console:TEXT' (once the "
+               "guest has printed TEXT)")
 
 
 def events_option(default: frozenset[str] = DEFAULT_EVENTS, what: str = "the timeline shows"

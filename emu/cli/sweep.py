@@ -14,6 +14,7 @@ from emu.analysis.layout import get_preset
 from emu.asm.assembler import assemble_file
 from emu.cli.options import (
     BUNDLED_SOURCE,
+    TARGET_HELP,
     define_option,
     include_option,
     input_errors,
@@ -42,8 +43,8 @@ from emu.machine.targets import DEFAULT_TARGET
 @include_option("Extra include directory for #include (repeatable).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
               help="Worker processes [default: one per CPU].")
-@click.option("--until", default=DEFAULT_TARGET, show_default=True, metavar="SYMBOL|ADDR",
-              help="Where each boot is complete.")
+@click.option("--until", default=DEFAULT_TARGET, show_default=True, metavar="TARGET",
+              help=f"Where each boot is complete: {TARGET_HELP}.")
 @click.option("--max-insns", type=click.IntRange(min=1), default=DEFAULT_MAX_INSNS,
               show_default=True, help="Instruction budget of each boot.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON list of per-address results.")
