@@ -12,7 +12,7 @@ from emu.board.spec import BootSpec
 from emu.cli.options import TARGET_HELP, input_errors, source_options
 from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
 from emu.machine.targets import EXIT_TARGET, run_to_target
-from emu.report.ending import RunEnd
+from emu.report.ending import RunEnd, counted
 
 
 @click.command("run")
@@ -66,7 +66,7 @@ def run_command(source: Path, load_address: int | None, defines: tuple[str, ...]
             "output": machine.console.text(),
         }, indent=2))
     else:
-        click.echo(f"bootemu: {end.describe()}; {stop.index} instructions run, none "
+        click.echo(f"bootemu: {end.describe()}; {counted(stop.index, 'instruction')} run, none "
                    "checked (bootemu check judges them)", err=True)
     sys.exit(0 if ran.reached else 1)
 

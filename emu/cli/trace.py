@@ -11,7 +11,7 @@ from emu.board.spec import BootSpec
 from emu.cli.options import TARGET_HELP, events_option, input_errors, source_options
 from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
 from emu.machine.targets import DEFAULT_TARGET, run_to_target
-from emu.report.ending import RunEnd
+from emu.report.ending import RunEnd, counted
 from emu.report.timeline import ALL_EVENTS
 from emu.report.trace import TraceLine, Tracer
 
@@ -52,6 +52,6 @@ def trace(source: Path, load_address: int | None, defines: tuple[str, ...],
                                "message": stop.message, "end": end.to_dict()}))
     else:
         detail = f" ({end.detail})" if end.detail else ""
-        click.echo(f"stopped after {stop.index} instructions at {end.where()}: "
+        click.echo(f"stopped after {counted(stop.index, 'instruction')} at {end.where()}: "
                    f"{end.reason}{detail}")
 

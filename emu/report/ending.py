@@ -22,6 +22,11 @@ STOP_REASONS: dict[StopKind, str] = {
 }
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 instruction``, ``2 instructions``: a count with its noun agreeing."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def stop_reason(stop: Stop, target: str | None = None) -> str:
     """Why ``stop`` ended its run, in a few words: ``the guest powered off
     (PSCI SYSTEM_OFF)``, ``it arrived at start_c``, ...."""
@@ -65,7 +70,9 @@ class RunEnd:
         or an exit, whose reason says it all."""
         if self.stop.kind in (StopKind.ARRIVED, StopKind.BUDGET, StopKind.EXIT):
             return None
-        return self.stop.message or None
+        if not self.stop.message or self.stop.message == self.reason:
+            return None
+        return self.stop.message
 
     def describe(self) -> str:
         """``stopped at #N, PC ... (symbol), PA ...: why``, then the stop's detail."""
