@@ -73,3 +73,20 @@ def test_wfi_with_nothing_armed_ends_the_run_as_idle(tmp_path: Path) -> None:
     stop = machine.run(max_insns=1_000_000)
     assert stop.kind is StopKind.IDLE, stop.message
     assert stop.index == 1
+
+
+def test_a_target_after_wfi_is_reached_after_the_interrupt_that_wakes_it(
+        timer_irq_elf: Path) -> None:
+    """WFI completes when an interrupt wakes it, and with IRQs unmasked that
+    interrupt is taken before the next instruction (DDI 0487 D1.16.2): running
+    to the instruction after the WFI arrives there with the handler run."""
+    listing = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(timer_irq_elf)],
+                             capture_output=True, text=True, check=True).stdout
+    [wfi] = [int(line.split(":")[0], 16) for line in listing.splitlines()
+             if line.rstrip().endswith("\twfi")]
+    board = Board(el=2)
+    machine = Machine(load_image(timer_irq_elf, board=board), board)
+    stop = machine.run(until=[wfi + 4], max_insns=1_000_000)
+    assert stop.kind is StopKind.ARRIVED, stop.message
+    assert stop.pc == wfi + 4
+    assert machine.interrupts.taken == 1

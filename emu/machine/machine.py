@@ -162,6 +162,7 @@ class Machine:
         # Whether something asked emulation to stop (pause) since the last start:
         # a return from emu_start that nobody asked for is a WFI.
         self._paused = False
+        self._at_exit = False  # the last emulation stopped in front of an exit
 
         self._counter = BlockCounter()
         self._probes = Probes(self)
@@ -491,6 +492,7 @@ class Machine:
                 counter.set_deadline(self.interrupts.deadline())
                 self._apply_pending()
                 self._paused = False
+                self._at_exit = False
                 error = self._start(self.pc)
                 if counter.stopped_at_limit:
                     # The next block would overrun the budget: finish it exactly.
@@ -521,7 +523,11 @@ class Machine:
                         return self._finish(stop)
                     return self._finish(self._error_stop(error))
                 pc = self.pc
-                if pc in exits:
+                # Only the exit hook arrives: a WFI that returns unasked with the
+                # PC on an exit has not woken yet, and the interrupt that wakes
+                # it is taken before the next instruction (DDI 0487 D1.16.2),
+                # so the arrival comes when that instruction is reached.
+                if self._at_exit:
                     return self._finish(Stop(StopKind.ARRIVED, pc, self.index_now(),
                                              f"arrived at {pc:#x} ({self.symbolize(pc)})"))
                 # WFI returns from emu_start unasked; a pause that lands on a WFI
@@ -541,6 +547,7 @@ class Machine:
             self._apply_pending()
 
     def _on_exit(self, uc: Uc, _address: int, _size: int, _user_data) -> None:
+        self._at_exit = True
         uc.emu_stop()
 
     def _start(self, pc: int, count: int = 0) -> UcError | None:
