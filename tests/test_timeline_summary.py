@@ -41,6 +41,7 @@ from emu.report.timeline import (
     DEFAULT_EVENTS,
     CacheLoop,
     EventsError,
+    MaintenanceStretch,
     Repeat,
     parse_events,
     timeline_rows,
@@ -252,18 +253,24 @@ def _tlbi(index: int, pc: int) -> TlbInvalidate:
     return TlbInvalidate(index, pc, pc, 2, "TLBI VAE2", 0)
 
 
-def test_a_repeated_stretch_is_shown_once_with_its_count() -> None:
-    # map; zero the page (a loop); unmap; TLBI: four times over, as Xen 4.17's
-    # map_domain_page + clear_page does.
+def _map_clear_unmap(rounds: int) -> list:
+    """map; zero the page (a loop); unmap; TLBI: ``rounds`` times over, as Xen
+    4.17's map_domain_page + clear_page does."""
     events = []
-    for round_ in range(4):
+    for round_ in range(rounds):
         base = 1000 * round_
         events.append(_store(base, 0x100))
         events += [_cache(base + 10 + 4 * i, 0x200, 0x8000 + 64 * i, "DC ZVA")
                    for i in range(64)]
         events.append(_store(base + 500, 0x300))
         events.append(_tlbi(base + 510, 0x304))
-    rows = timeline_rows(events, [])
+    return events
+
+
+def test_a_repeated_stretch_is_shown_once_with_its_count() -> None:
+    events = _map_clear_unmap(4)
+    # Asked for descriptor writes: each stays a row, and the rounds repeat.
+    rows = timeline_rows(events, [], ALL_EVENTS)
     assert len(rows) == 5
     first, loop, unmap, tlbi, repeat = rows
     assert first is events[0] and unmap.category == "descriptor" and tlbi.category == "tlbi"
@@ -271,6 +278,26 @@ def test_a_repeated_stretch_is_shown_once_with_its_count() -> None:
     assert isinstance(repeat, Repeat)
     assert (repeat.times, repeat.last_index, repeat.events) == (4, 3510, 4 * 67)
     assert "came 3 more time(s)" in repeat.describe()
+
+
+def test_maintenance_only_rows_are_one_stretch_in_the_default_timeline() -> None:
+    events = _map_clear_unmap(4)
+    [stretch] = timeline_rows(events, [])
+    assert isinstance(stretch, MaintenanceStretch)
+    assert len(stretch.rows) == 4 * 4  # store, loop, store, TLBI per round
+    assert stretch.counts() == {"descriptor-write": 8, "DC ZVA": 4 * 64, "TLBI VAE2": 4}
+    assert (stretch.first_index, stretch.last_index) == (0, 3510)
+    assert stretch.describe() == ("maintenance in 16 rows: descriptor-write x8 (0 live), "
+                                  "DC ZVA x256, TLBI VAE2 x4, #0-#3510")
+    # Fewer than MIN_STRETCH rows stay as they are; an MMU event splits a stretch.
+    short = [_store(0, 0x100), _tlbi(10, 0x104), _cache(20, 0x108, 0x8000)]
+    assert timeline_rows(short, []) == short
+    opened = MmuEnable(2000, 0x600, 0x600, 2, "SCTLR_EL2", 0, 1, None, None)  # type: ignore[arg-type]
+    window = TransitionWindow(opened_by=opened, old=None)
+    window.closed_by = _tlbi(2001, 0x604)
+    split = timeline_rows([*_map_clear_unmap(2), opened, window.closed_by], [window])
+    assert [type(row).__name__ for row in split] == [
+        "MaintenanceStretch", "MmuEnable", "TlbInvalidate"]
 
 
 def test_what_a_finding_points_at_and_transition_steps_never_fold() -> None:

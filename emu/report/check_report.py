@@ -20,8 +20,15 @@ from emu.machine.events import (
     TransitionWindow,
     TtbrWrite,
 )
-from emu.report.ending import RunEnd
-from emu.report.timeline import DEFAULT_EVENTS, CacheLoop, Repeat, Row, timeline_rows
+from emu.report.ending import RunEnd, counted
+from emu.report.timeline import (
+    DEFAULT_EVENTS,
+    CacheLoop,
+    MaintenanceStretch,
+    Repeat,
+    Row,
+    timeline_rows,
+)
 from emu.report.trace import Disassembler
 
 
@@ -57,6 +64,8 @@ def _format_row(run: CheckRun, row: Row, flagged: dict[int, list[str]]) -> str:
     if isinstance(row, CacheLoop):
         first = row.first
         return _row_start(run, first.index, first.pc, first.pa) + row.describe()
+    if isinstance(row, MaintenanceStretch):
+        return f"  {row.first_index:>8}  {row.describe()}"
     if isinstance(row, Repeat):
         return f"  {'':>8}  {row.describe()}"
     text = _format_event_row(run, row)
@@ -97,7 +106,7 @@ def proved(run: CheckRun) -> dict[str, object]:
 def _proved_words(run: CheckRun) -> str:
     facts = proved(run)
     windows, ttbr = facts["windows"], facts["ttbr_writes"]
-    return (f"judged up to there: {facts['instructions']} instructions, "
+    return (f"judged up to there: {counted(facts['instructions'], 'instruction')}, "
             f"{windows} MMU-transition window{'' if windows == 1 else 's'}, "
             f"{ttbr} TTBR write{'' if ttbr == 1 else 's'}, by {len(run.rules)} rules")
 
@@ -163,7 +172,7 @@ def format_text(run: CheckRun, source: str = "",
     if run.output:
         lines += ["", "Guest output"]
         lines += [f"  | {line}" for line in run.output.splitlines()]
-    lines += ["", f"Run: {run.stop.message} after {run.executed} instructions"]
+    lines += ["", f"Run: {run.stop.message} after {counted(run.executed, 'instruction')}"]
     lines += [f"      {detail}" for detail in run.stop.detail]
     if run.failure is not None:
         lines.append(f"Boot failed in {image.failure_symbol}: {run.failure.describe()}")
@@ -195,7 +204,8 @@ def _verdict_words(run: CheckRun) -> str:
 
 def to_json(run: CheckRun, events: frozenset[str] = DEFAULT_EVENTS) -> dict[str, object]:
     """The machine-readable report; its timeline holds the ``events`` categories,
-    folded as the text's is (rows of kind ``cache-loop`` and ``repeat``)."""
+    folded as the text's is (rows of kind ``cache-loop``, ``maintenance-stretch``
+    and ``repeat``)."""
     image = run.image
     flagged = _flagged(run)
     return {
@@ -242,6 +252,9 @@ def _row_json(run: CheckRun, row: Row, flagged: dict[int, list[str]]) -> dict[st
                 "pc": first.pc, "pa": first.pa, "el": first.el,
                 "symbol": run.image.symbolize(first.pc, first.pa),
                 "description": row.describe(), **row.to_dict()}
+    if isinstance(row, MaintenanceStretch):
+        return {"index": row.first_index, "kind": "maintenance-stretch",
+                "category": "cache", "description": row.describe(), **row.to_dict()}
     if isinstance(row, Repeat):
         return {"index": None, "kind": "repeat", "period": len(row.rows), "times": row.times,
                 "last_index": row.last_index, "events": row.events,

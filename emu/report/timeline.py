@@ -9,6 +9,12 @@ windows, the timeline therefore folds:
 * a **cache loop**: consecutive executions of one IC/DC instruction (same
   PC, same operation) become one row with the count, the range of addresses
   maintained, and the first and last instruction index;
+* a **maintenance stretch**: :data:`MIN_STRETCH` or more consecutive rows
+  that are nothing but cache maintenance, TLB invalidation and descriptor
+  writes (a hypervisor mapping, scrubbing and cleaning page after page)
+  become one row counting each operation.  Descriptor writes join a stretch
+  only in the default timeline: a reader who asks for ``--events
+  descriptor`` sees each;
 * a **repeat**: a stretch of rows that repeats one sequence of instructions
   (same PCs, same kinds, other operands) is shown once, followed by a line
   saying how many more times it came and up to where.
@@ -42,6 +48,12 @@ DEFAULT_EVENTS = ALL_EVENTS - {"barrier"}
 NEVER_FOLDED = frozenset({"mmu", "ttbr", "exception"})
 # The longest sequence of rows recognised as repeating.
 MAX_PERIOD = 8
+# The fewest consecutive maintenance-only rows folded into one stretch: fewer
+# read as well unfolded, and a single page's clean (DC ZVA loop, DC CIVAC
+# loop, IC IALLU) stays legible.
+MIN_STRETCH = 4
+# The categories a stretch is made of, besides descriptor writes (see above).
+STRETCH_CATEGORIES = frozenset({"cache", "tlbi"})
 
 
 class EventsError(ValueError):
@@ -177,7 +189,7 @@ class Repeat:
     occurrence, which came ``times`` times in all, the last one ending at
     instruction ``last_index``; ``events`` counts every event folded."""
 
-    rows: tuple[Event | CacheLoop, ...]
+    rows: tuple[Event | CacheLoop | MaintenanceStretch, ...]
     times: int
     last_index: int
     events: int
@@ -188,7 +200,62 @@ class Repeat:
                 f"(the same instructions; other operands), up to #{self.last_index}")
 
 
-Row = Event | CacheLoop | Repeat
+@dataclass(frozen=True)
+class MaintenanceStretch:
+    """Consecutive timeline rows holding only cache maintenance, TLB
+    invalidation and (in the default timeline) descriptor writes, outside any
+    MMU-transition window: one row.  ``rows`` are the cache loops and single
+    events, in order."""
+
+    rows: tuple[Event | CacheLoop, ...]
+
+    @property
+    def first_index(self) -> int:
+        first = self.rows[0]
+        return first.first_index if isinstance(first, CacheLoop) else first.index
+
+    @property
+    def last_index(self) -> int:
+        return _last_index(self.rows[-1])
+
+    def counts(self) -> dict[str, int]:
+        """Instructions executed per operation (``DC ZVA``: 1234), in order of
+        first appearance."""
+        counts: dict[str, int] = {}
+        for row in self.rows:
+            operation = row.operation if isinstance(row, CacheLoop) else _operation(row)
+            counts[operation] = counts.get(operation, 0) + (
+                row.count if isinstance(row, CacheLoop) else 1)
+        return counts
+
+    @property
+    def events(self) -> int:
+        return sum(self.counts().values())
+
+    def live_descriptor_writes(self) -> int:
+        """Descriptor writes to entries some live TLB entry was walked through."""
+        return sum(1 for row in self.rows
+                   if isinstance(row, DescriptorWrite) and row.live_entries)
+
+    def describe(self) -> str:
+        """``maintenance in 45 rows: descriptor x12 (3 live), DC ZVA x12345,
+        IC IALLUIS x5, #12983452-#13902261``."""
+        parts = []
+        for operation, count in self.counts().items():
+            part = f"{operation} x{count}"
+            if operation == "descriptor-write":
+                part += f" ({self.live_descriptor_writes()} live)"
+            parts.append(part)
+        return (f"maintenance in {len(self.rows)} rows: {', '.join(parts)}, "
+                f"#{self.first_index}-#{self.last_index}")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"rows": len(self.rows), "first_index": self.first_index,
+                "last_index": self.last_index, "operations": self.counts(),
+                "live_descriptor_writes": self.live_descriptor_writes()}
+
+
+Row = Event | CacheLoop | MaintenanceStretch | Repeat
 
 
 def timeline_rows(events: Iterable[Event], windows: Sequence[TransitionWindow],
@@ -229,16 +296,60 @@ def timeline_rows(events: Iterable[Event], windows: Sequence[TransitionWindow],
         loops.append(event)
     close_loop()
 
-    keys = [_fold_key(row, in_window, keep) for row in loops]
-    return _fold_repeats(loops, keys)
+    # Descriptor writes are folded only where the reader did not ask for them.
+    folding = STRETCH_CATEGORIES | ({"descriptor"} if shown == DEFAULT_EVENTS else set())
+    rows = _fold_stretches(loops, in_window, keep, frozenset(folding))
+    keys = [_fold_key(row, in_window, keep) for row in rows]
+    return _fold_repeats(rows, keys)
 
 
-def _fold_key(row: Event | CacheLoop, in_window: Callable[[int], bool],
+def _operation(event: Event) -> str:
+    return event.operation if isinstance(event, TlbInvalidate | CacheMaintenance) else event.kind
+
+
+def _maintenance_only(row: Event | CacheLoop, in_window: Callable[[int], bool],
+                      keep: frozenset[int], folding: frozenset[str]) -> bool:
+    """Whether ``row`` is of the ``folding`` categories and a stretch may fold
+    it (not in a window, not pointed at by a finding)."""
+    if isinstance(row, CacheLoop):
+        return True
+    return (row.category in folding and not in_window(row.index)
+            and row.index not in keep)
+
+
+def _fold_stretches(rows: list[Event | CacheLoop], in_window: Callable[[int], bool],
+                    keep: frozenset[int], folding: frozenset[str],
+                    ) -> list[Event | CacheLoop | MaintenanceStretch]:
+    """Each run of at least MIN_STRETCH rows of the ``folding`` categories as
+    one stretch."""
+    out: list[Event | CacheLoop | MaintenanceStretch] = []
+    run: list[Event | CacheLoop] = []
+
+    def close_run() -> None:
+        if len(run) >= MIN_STRETCH:
+            out.append(MaintenanceStretch(tuple(run)))
+        else:
+            out.extend(run)
+        run.clear()
+
+    for row in rows:
+        if _maintenance_only(row, in_window, keep, folding):
+            run.append(row)
+            continue
+        close_run()
+        out.append(row)
+    close_run()
+    return out
+
+
+def _fold_key(row: Event | CacheLoop | MaintenanceStretch, in_window: Callable[[int], bool],
               keep: frozenset[int]) -> tuple | None:
     """What must agree for two rows to count as the same step of a repeat
     (None: the row never folds)."""
     if isinstance(row, CacheLoop):
         return ("cache", row.first.pc, row.operation)
+    if isinstance(row, MaintenanceStretch):
+        return ("stretch", tuple(row.counts()))
     if row.category in NEVER_FOLDED or in_window(row.index) or row.index in keep:
         return None
     if isinstance(row, SysRegWrite):
@@ -250,7 +361,8 @@ def _fold_key(row: Event | CacheLoop, in_window: Callable[[int], bool],
     return (row.category, row.pc, row.kind)
 
 
-def _fold_repeats(rows: list[Event | CacheLoop], keys: list[tuple | None]) -> list[Row]:
+def _fold_repeats(rows: list[Event | CacheLoop | MaintenanceStretch],
+                  keys: list[tuple | None]) -> list[Row]:
     """Greedy, left to right: at each row, the period (up to MAX_PERIOD) whose
     consecutive repetitions cover the most rows, if it repeats at all."""
     out: list[Row] = []
@@ -274,11 +386,18 @@ def _fold_repeats(rows: list[Event | CacheLoop], keys: list[tuple | None]) -> li
         folded = rows[i:i + best_period * best_times]
         out.extend(first)
         out.append(Repeat(first, best_times, _last_index(folded[-1]),
-                          sum(row.count if isinstance(row, CacheLoop) else 1
-                              for row in folded)))
+                          sum(_event_count(row) for row in folded)))
         i += best_period * best_times
     return out
 
 
-def _last_index(row: Event | CacheLoop) -> int:
-    return row.last_index if isinstance(row, CacheLoop) else row.index
+def _event_count(row: Event | CacheLoop | MaintenanceStretch) -> int:
+    if isinstance(row, CacheLoop):
+        return row.count
+    if isinstance(row, MaintenanceStretch):
+        return row.events
+    return 1
+
+
+def _last_index(row: Event | CacheLoop | MaintenanceStretch) -> int:
+    return row.last_index if isinstance(row, CacheLoop | MaintenanceStretch) else row.index
