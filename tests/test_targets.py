@@ -54,6 +54,24 @@ done:
 """
 
 
+# Prints its message on QEMU virt's PL011 (data register at 0x09000000), a
+# byte per store, then spins.
+PRINTS = """
+_start:
+    mov x1, #0x9000000
+    adr x2, message
+print:
+    ldrb w3, [x2], #1
+    cbz w3, done
+    str w3, [x1]
+    b print
+done:
+    b done
+message:
+    .asciz "hello world\\nafter\\n"
+"""
+
+
 def _machine(source: str, tables: Tables) -> Machine:
     return Machine(build_image(source, tables))
 
@@ -71,6 +89,9 @@ def test_parse_target_forms() -> None:
     assert parse_target("xen-4.17-arm64+0x564").place == "xen-4.17-arm64"
     assert not parse_target("loop@1").counted and parse_target("loop@2").counted
     assert parse_target("#0").counted
+    assert parse_target("console:VFS: Unable") == Target("console:VFS: Unable",
+                                                         console="VFS: Unable")
+    assert parse_target("console:x").counted
 
 
 @pytest.mark.parametrize(("text", "says"), [
@@ -84,6 +105,8 @@ def test_parse_target_forms() -> None:
     ("loop+zz", "the offset after '+' must be a number"),
     ("+4", "nothing before '+' or '@'"),
     ("", "an empty target"),
+    ("console:", "console: takes the text to wait for"),
+    ("console:  ", "console: takes the text to wait for"),
 ])
 def test_bad_forms_name_the_form(text: str, says: str) -> None:
     with pytest.raises(TargetError) as raised:
@@ -186,11 +209,29 @@ def test_earlier_arrivals_do_not_end_transition_windows(tables: Tables) -> None:
     assert second_off.closed_by is None  # the run ended inside it, at its target
 
 
+def test_console_text(tables: Tables) -> None:
+    machine = _machine(PRINTS, tables)
+    ran = run_to_target(machine, "console:world", max_insns=10_000)
+    assert ran.stop.kind is StopKind.ARRIVED and ran.reached, ran.stop.message
+    text = machine.console.text()
+    # Stopped promptly: after the store of the "d", before the next line.
+    assert text.startswith("hello world") and "after" not in text, text
+    assert ran.stop.index == machine.executed
+    # Printed already: arrived at once, nothing more run.
+    again = run_to_target(machine, "console:hello", max_insns=10_000)
+    assert again.reached and again.stop.index == ran.stop.index
+    # Never printed: the budget ends the run, which did not arrive.
+    machine = _machine(PRINTS, tables)
+    ran = run_to_target(machine, "console:goodbye", max_insns=500)
+    assert ran.stop.kind is StopKind.BUDGET and not ran.reached
+    assert machine.console.text() == "hello world\nafter\n"
+
+
 def test_run_targets_refuses_what_it_cannot_reach(tables: Tables) -> None:
     image = build_image(LOOP, tables)
     assert run_targets(image, "loop+4")[1] == [image.symbols["loop"] + 4]
-    for spec in ("#3", "loop@2"):
-        with pytest.raises(TargetError, match="counted during the run"):
+    for spec in ("#3", "loop@2", "console:hello"):
+        with pytest.raises(TargetError, match="found during the run"):
             run_targets(image, spec)
 
 

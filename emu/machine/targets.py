@@ -15,11 +15,15 @@ A target is written the way the reports print places:
 ``PLACE@K``
     the K-th arrival at PLACE (any of the forms above but ``#N``; ``@1`` is
     the first arrival, the same as PLACE alone);
+``console:TEXT``
+    the guest has printed TEXT on its console (the run stops where the
+    emulation stops after the write that completed it, e.g. at the end of a
+    panic message: ``console:Could not set up DOM0``);
 ``exit``
     the program exits (semihosting) with status 0.
 
 A boot ends at its target, at the image's failure routine, or when the program
-exits.  ``#N`` and ``PLACE@K`` are counted during the run: only
+exits.  ``#N``, ``PLACE@K`` and ``console:TEXT`` are found during the run: only
 :func:`run_to_target` reaches them (:func:`run_targets` gives addresses, and
 refuses them).
 """
@@ -40,7 +44,11 @@ DEFAULT_TARGET = "start_c"
 # with status 0.  It is also where a boot with no ``start_c`` ends.
 EXIT_TARGET = "exit"
 
-TARGET_FORMS = "SYMBOL, SYMBOL+0x14, ADDRESS, #N (after N instructions), PLACE@K (K-th arrival)"
+# ``console:TEXT``: the run stops once the guest has printed TEXT.
+CONSOLE_PREFIX = "console:"
+
+TARGET_FORMS = ("SYMBOL, SYMBOL+0x14, ADDRESS, #N (after N instructions), PLACE@K (K-th "
+                "arrival), console:TEXT (once the guest printed TEXT)")
 
 _NUMBER = re.compile(r"^(0x[0-9a-f_]+|[0-9][0-9_]*)$", re.IGNORECASE)
 _DECIMAL = re.compile(r"^[0-9][0-9_]*$")
@@ -54,18 +62,20 @@ class TargetError(ImageError):
 class Target:
     """A target as written: ``place`` (a symbol or address, None for ``#N``),
     ``offset`` bytes past it, its ``arrival``-th arrival; or ``count``
-    instructions into the run."""
+    instructions into the run; or once the console shows ``console``."""
 
     text: str
     place: str | None = None
     offset: int = 0
     arrival: int = 1
     count: int | None = None
+    console: str | None = None
 
     @property
     def counted(self) -> bool:
-        """Whether reaching it needs counting during the run (``#N``, ``@K`` past 1)."""
-        return self.count is not None or self.arrival > 1
+        """Whether reaching it needs watching the run (``#N``, ``@K`` past 1,
+        ``console:TEXT``)."""
+        return self.count is not None or self.arrival > 1 or self.console is not None
 
 
 def parse_target(text: str) -> Target:
@@ -74,6 +84,12 @@ def parse_target(text: str) -> Target:
     spec = text.strip()
     if not spec:
         raise TargetError("an empty target (try a symbol, an address or #N)")
+    if spec.startswith(CONSOLE_PREFIX):
+        wanted = spec[len(CONSOLE_PREFIX):]
+        if not wanted.strip():
+            raise TargetError(f"target '{text}': console: takes the text to wait for "
+                              "(e.g. 'console:VFS: Unable to mount root fs')")
+        return Target(spec, console=wanted)
     if spec.startswith("#"):
         if "@" in spec:
             raise TargetError(f"target '{text}': #N cannot take @K (an instruction count "
@@ -139,9 +155,10 @@ class ResolvedTarget:
 
     ``name`` is the target as given (None: none, the run goes to its end;
     :data:`EXIT_TARGET`: the program's exit); ``addresses`` where it is
-    (empty for ``#N`` and exit), to be arrived at ``arrival`` times, or
-    ``count`` instructions into the run; ``failure_exits`` the addresses of
-    the image's failure routine.
+    (empty for ``#N``, ``console:TEXT`` and exit), to be arrived at
+    ``arrival`` times, or ``count`` instructions into the run, or once the
+    console shows ``console``; ``failure_exits`` the addresses of the image's
+    failure routine.
     """
 
     name: str | None
@@ -149,6 +166,7 @@ class ResolvedTarget:
     failure_exits: list[int]
     arrival: int = 1
     count: int | None = None
+    console: str | None = None
 
 
 def resolve_target(image: BootImage, until: str | None) -> ResolvedTarget:
@@ -170,6 +188,8 @@ def resolve_target(image: BootImage, until: str | None) -> ResolvedTarget:
     target = parse_target(name)
     if target.count is not None:
         return ResolvedTarget(name, [], failure_exits, count=target.count)
+    if target.console is not None:
+        return ResolvedTarget(name, [], failure_exits, console=target.console)
     return ResolvedTarget(name, _place_addresses(image, target), failure_exits,
                           arrival=target.arrival)
 
@@ -182,9 +202,9 @@ def run_targets(image: BootImage, until: str | None) -> tuple[str | None, list[i
     and are refused with a :class:`TargetError`.
     """
     resolved = resolve_target(image, until)
-    if resolved.count is not None or resolved.arrival > 1:
-        raise TargetError(f"target '{until}' is counted during the run (#N, PLACE@K): "
-                          "this command can only stop at a symbol or an address")
+    if resolved.count is not None or resolved.arrival > 1 or resolved.console is not None:
+        raise TargetError(f"target '{until}' is found during the run (#N, PLACE@K, "
+                          "console:TEXT): this command can only stop at a symbol or an address")
     return resolved.name, resolved.addresses, resolved.failure_exits
 
 
@@ -228,6 +248,8 @@ def run_to_target(machine: Machine, until: str | None,
     resolved = resolve_target(machine.image, until)
     if resolved.count is not None:
         stop = _run_count(machine, resolved, max_insns)
+    elif resolved.console is not None:
+        stop = _run_console(machine, resolved, max_insns)
     elif resolved.arrival > 1:
         stop = _run_arrivals(machine, resolved, max_insns)
     else:
@@ -247,6 +269,41 @@ def _run_count(machine: Machine, resolved: ResolvedTarget, max_insns: int) -> St
         return Stop(StopKind.ARRIVED, stop.pc, stop.index,
                     f"arrived at #{count} at {where}")
     return stop
+
+
+def _run_console(machine: Machine, resolved: ResolvedTarget, max_insns: int) -> Stop:
+    """Run until the console shows ``resolved.console`` (printed during this
+    run or before it)."""
+    wanted = resolved.console
+    assert wanted is not None
+    console = machine.console
+    # Text the guest printed before this run counts; searching from a little
+    # before the newest bytes finds a text that straddles two writes.
+    seen = console.text()
+    if wanted in seen:
+        return Stop(StopKind.ARRIVED, machine.pc, machine.index_now(),
+                    f"arrived at {resolved.name}: the console already shows it")
+    tail = seen[-len(wanted):]
+    marker = Stop(StopKind.ARRIVED, 0, 0, "")
+
+    def on_output(_device: str, data: bytes) -> None:
+        nonlocal tail
+        tail = (tail + data.decode(errors="replace"))[-(len(wanted) + len(data)):]
+        if wanted in tail:
+            machine.request_stop(marker)
+
+    console.listeners.append(on_output)
+    try:
+        stop = machine.run(resolved.failure_exits, max_insns=max_insns)
+    finally:
+        console.listeners.remove(on_output)
+    if stop is not marker:
+        return stop
+    # Unicorn stops at the end of the block the store was in: say where that is.
+    pc = machine.pc
+    return Stop(StopKind.ARRIVED, pc, machine.index_now(),
+                f"arrived at {resolved.name} at {pc:#x} "
+                f"({machine.symbolize(pc, machine.mmu.executed_pa(pc))})")
 
 
 def _run_arrivals(machine: Machine, resolved: ResolvedTarget, max_insns: int) -> Stop:
