@@ -1,0 +1,143 @@
+"""Debian's own images, as far as QEMU takes them (issue 11).
+
+Xen 4.17 (Debian's ``xen-hypervisor-4.17-arm64``) boots on QEMU ``-M
+virt,virtualization=on,gic-version=2 -cpu cortex-a72 -m 2048`` with no dom0
+kernel: it prints its banner, the CPU's features, the timer and GIC it found,
+brings up its scheduler and panics with "Could not set up DOM0 guest OS".
+QEMU is the truth for every console line up to that panic; bootemu, checking
+the same file on its model of that board, must print the same lines.
+
+The verdict comes from the Arm ARM and Xen's own code: Xen 4.17's
+``switch_ttbr`` writes TTBR0_EL2 with the MMU on, from the boot page tables
+(which map the image read-write-execute) to the runtime ones (read-only
+execute for its text), with no break-before-make in between: D8.16.1
+("Using break-before-make when updating translation table entries") requires
+one whenever the old and new translations for a VA differ in more than the
+permitted fields, and a TTBR switch changes every entry at once (the reason
+for Xen's arm64 memory-layout rework).  The routine is found by its
+instructions as GNU objdump decodes them (Debian's package ships no symbols).
+
+Linux 6.1 (Debian's generic arm64 kernel) is run twice with one ``--seed``:
+KASLR's seed comes from the device tree bootemu generates, so the reports
+must be identical; with another seed the kernel must land elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from qemu import console_lines, run_qemu
+
+from emu.board.board import Board
+from emu.board.spec import load_image
+from emu.checks.run import CheckRun, check_image
+from emu.report.check_report import format_text
+
+pytest_plugins = ["debian"]  # its fixtures: generic_linux_image, xen_image
+BOOTEMU = [sys.executable, "-m", "emu.cli.main"]
+
+XEN_MACHINE = "virt,virtualization=on,gic-version=2"
+XEN_RAM = (0x4000_0000, 2 << 30)  # QEMU's -m 2048
+XEN_BOOTARGS = "console=dtuart dtuart=/pl011@9000000"
+# Xen's last line before it waits five seconds to reboot after its panic.
+XEN_MILESTONE = "Reboot in five seconds..."
+XEN_BUDGET = 60_000_000  # QEMU gets there in about 14 M instructions (-icount)
+SCREEN = 50  # lines a maintainer sees without scrolling
+
+# Xen 4.17's switch_ttbr (xen/arch/arm/arm64/head.S), as GNU objdump prints it.
+SWITCH_TTBR = ["dsb\tsy", "isb", "tlbi\talle2", "ic\tiallu", "dsb\tsy", "isb",
+               "msr\tttbr0_el2, x0", "isb", "tlbi\talle2", "ic\tiallu", "dsb\tsy", "isb",
+               "ret"]
+XEN_LINK_BASE = 0x20_0000  # Xen 4.17's XEN_VIRT_START
+
+
+@pytest.fixture(scope="module")
+def xen_on_qemu(xen_image: Path) -> list[str]:
+    on_qemu = run_qemu(machine=XEN_MACHINE, cpu="cortex-a72", memory="2048",
+                       kernel=xen_image, append=XEN_BOOTARGS,
+                       until=re.escape(XEN_MILESTONE), timeout=120)
+    assert on_qemu.matched, on_qemu.describe()
+    return console_lines(on_qemu.output)
+
+
+@pytest.fixture(scope="module")
+def xen_checked(xen_image: Path) -> CheckRun:
+    board = Board(el=2, ram=XEN_RAM, bootargs=XEN_BOOTARGS)
+    return check_image(load_image(xen_image, board=board), until=f"console:{XEN_MILESTONE}",
+                       max_insns=XEN_BUDGET, board=board)
+
+
+def switch_ttbr_msr(xen_image: Path) -> int:
+    """The link address of the ``msr ttbr0_el2, x0`` in Xen's switch_ttbr."""
+    listing = subprocess.run(["aarch64-linux-gnu-objdump", "-D", "-b", "binary",
+                              "-m", "aarch64", "--stop-address=0x10000", str(xen_image)],
+                             capture_output=True, text=True, check=True).stdout
+    decoded = re.findall(r"^\s+([0-9a-f]+):\t[0-9a-f]{8} \t(.*?)\s*$", listing, re.MULTILINE)
+    texts = [text for _, text in decoded]
+    starts = [i for i in range(len(texts)) if texts[i:i + len(SWITCH_TTBR)] == SWITCH_TTBR]
+    assert len(starts) == 1, starts
+    offset = int(decoded[starts[0] + SWITCH_TTBR.index("msr\tttbr0_el2, x0")][0], 16)
+    return XEN_LINK_BASE + offset
+
+
+def test_qemu_takes_xen_to_its_dom0_panic(xen_on_qemu: list[str]) -> None:
+    assert xen_on_qemu[0].startswith("(XEN) Xen version 4.17"), xen_on_qemu[:3]
+    assert any("Could not set up DOM0 guest OS" in line for line in xen_on_qemu)
+
+
+def test_xen_prints_what_qemu_prints(xen_on_qemu: list[str], xen_checked: CheckRun) -> None:
+    assert xen_checked.stop.message.startswith("arrived at console:"), xen_checked.stop.message
+    ours = console_lines(xen_checked.output)
+    # Each run was cut just after the milestone: the last line may lack its "\r".
+    assert ours[:-1] == xen_on_qemu[:-1]
+    assert ours[-1].rstrip("\r") == xen_on_qemu[-1].rstrip("\r")
+    assert ours[-1].endswith(XEN_MILESTONE)
+
+
+def test_xen_is_flagged_for_its_live_ttbr_switch(xen_image: Path,
+                                                 xen_checked: CheckRun) -> None:
+    msr = switch_ttbr_msr(xen_image)
+    flagged = {(f.rule, f.pc) for f in xen_checked.findings}
+    # The live switch, and the TLB entries it leaves: both at the TTBR write.
+    assert flagged == {("ttbr-switch-live", msr), ("missing-tlbi", msr)}, flagged
+    # Layout rules judge declared layouts, which a binary has none of: said so.
+    assert {s.rule for s in xen_checked.not_applicable} == {"identity-clash", "layout-slot0"}
+
+
+def test_xen_report_fits_a_screen_above_its_finding(xen_checked: CheckRun) -> None:
+    lines = format_text(xen_checked).splitlines()
+    findings = lines.index("Findings")
+    assert findings < SCREEN, "\n".join(lines[:findings])
+    assert lines[findings + 1].lstrip().startswith("[ttbr-switch-live]")
+    last = lines[-1]
+    assert last.startswith("Verdict: 2 finding(s)"), last
+    assert "it arrived at console:" in last and ", PC 0x" in last and "PA 0x" in last, last
+
+
+# -- Linux: the same seed, the same run ------------------------------------------
+
+LINUX_BUDGET = "#3000000"  # past KASLR's relocation of the kernel
+
+
+def linux_report(image: Path, seed: int) -> dict:
+    result = subprocess.run([*BOOTEMU, "check", str(image), "--seed", str(seed), "--json",
+                             "--bootargs", "earlycon=pl011,0x9000000 console=ttyAMA0",
+                             "--until", LINUX_BUDGET, "--events", "all"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)
+
+
+def test_linux_runs_with_one_seed_are_identical(generic_linux_image: Path) -> None:
+    first = linux_report(generic_linux_image, seed=7)
+    second = linux_report(generic_linux_image, seed=7)
+    assert first["end"]["index"] == int(LINUX_BUDGET[1:]), first["end"]
+    assert first == second
+    # Another seed moves the kernel (KASLR takes /chosen/kaslr-seed): the PCs differ.
+    other = linux_report(generic_linux_image, seed=8)
+    assert other["end"]["pc"] != first["end"]["pc"]
