@@ -27,6 +27,9 @@ from emu.arch.sysregs import tlbi_scope
 
 PAGE_MASK = ~0xFFF
 
+# An entry's key: (regime, ASID or None for a global entry, VA page).
+_Key = tuple[str, int | None, int]
+
 
 @dataclass(frozen=True)
 class TlbEntry:
@@ -57,15 +60,23 @@ class TlbModel:
     """Per-regime sets of cached translations and whether each set is known."""
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, int | None, int], TlbEntry] = {}
+        self._entries: dict[_Key, TlbEntry] = {}
         self._known: set[str] = set()
         # 4 KiB pages holding descriptors that live entries were walked from,
-        # with how many entries depend on each.
-        self._table_pages: dict[int, int] = {}
+        # with the entries walked through each: a store to a table page, and a
+        # TLBI by VA, then look at a few entries rather than at all of them
+        # (a kernel's TLB model holds tens of thousands).
+        self._by_table_page: dict[int, set[_Key]] = {}
+        # (regime, block size, block base) -> the entries of that block.
+        self._by_block: dict[tuple[str, int, int], set[_Key]] = {}
+        self._sizes: dict[str, set[int]] = {}
+        # Insertion order, so the indexes give entries in the order they were made.
+        self._order: dict[_Key, int] = {}
+        self._next = 0
 
     def is_table_page(self, pa: int) -> bool:
         """Whether a physical page holds descriptors some live entry was walked from."""
-        return self._table_pages.get(pa & PAGE_MASK, 0) > 0
+        return bool(self._by_table_page.get(pa & PAGE_MASK))
 
     def entries_by_descriptor(
         self, page: int, asids: dict[str, int | None] | None = None
@@ -77,7 +88,8 @@ class TlbModel:
         current context (R_XXNPZ).
         """
         found: dict[int, list[TlbEntry]] = {}
-        for entry in self._entries.values():
+        keys = sorted(self._by_table_page.get(page, ()), key=self._order.__getitem__)
+        for entry in (self._entries[key] for key in keys):
             if asids is not None and not entry.usable_with(asids.get(entry.regime)):
                 continue
             for address in entry.descriptors:
@@ -85,13 +97,31 @@ class TlbModel:
                     found.setdefault(address, []).append(entry)
         return {address: tuple(entries) for address, entries in found.items()}
 
-    def _count_tables(self, entry: TlbEntry, delta: int) -> None:
+    def _index(self, key: _Key, entry: TlbEntry) -> None:
         for page in {address & PAGE_MASK for address in entry.descriptors}:
-            self._table_pages[page] = self._table_pages.get(page, 0) + delta
+            self._by_table_page.setdefault(page, set()).add(key)
+        block = (entry.regime, entry.size, entry.va_page & ~(entry.size - 1))
+        self._by_block.setdefault(block, set()).add(key)
+        self._sizes.setdefault(entry.regime, set()).add(entry.size)
+        self._order[key] = self._next
+        self._next += 1
 
-    def _drop(self, keys: list[tuple[str, int | None, int]]) -> int:
+    def _unindex(self, key: _Key, entry: TlbEntry) -> None:
+        for page in {address & PAGE_MASK for address in entry.descriptors}:
+            keys = self._by_table_page[page]
+            keys.discard(key)
+            if not keys:
+                del self._by_table_page[page]
+        block = (entry.regime, entry.size, entry.va_page & ~(entry.size - 1))
+        keys = self._by_block[block]
+        keys.discard(key)
+        if not keys:
+            del self._by_block[block]
+        del self._order[key]
+
+    def _drop(self, keys: list[_Key]) -> int:
         for key in keys:
-            self._count_tables(self._entries.pop(key), -1)
+            self._unindex(key, self._entries.pop(key))
         return len(keys)
 
     def is_known(self, regime: str) -> bool:
@@ -104,7 +134,7 @@ class TlbModel:
         if key in self._entries:
             self._drop([key])
         self._entries[key] = entry
-        self._count_tables(entry, +1)
+        self._index(key, entry)
 
     def entries(self, regime: str) -> list[TlbEntry]:
         return [e for (r, _, _), e in self._entries.items() if r == regime]
@@ -133,10 +163,10 @@ class TlbModel:
         """
         doomed = [
             key
-            for key, e in self._entries.items()
-            if e.regime == regime
-            and (e.va_page & ~(e.size - 1)) <= va < (e.va_page & ~(e.size - 1)) + e.size
-            and (asid is None or e.asid is None or e.asid == asid)
+            for size in sorted(self._sizes.get(regime, ()))
+            for key in sorted(self._by_block.get((regime, size, va & ~(size - 1)), ()),
+                              key=self._order.__getitem__)
+            if asid is None or key[1] is None or key[1] == asid
         ]
         return self._drop(doomed)
 
