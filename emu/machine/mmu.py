@@ -72,6 +72,8 @@ REGIME_FIELD_OF: dict[str, tuple[RegimeName, str]] = {
 SOFTMMU_PAGE = 1024
 # Bound on the fill-walk cache (a few MiB of Translation records).
 _MAX_CACHED_WALKS = 1 << 16
+# A cached fill walk's key: (regime, VA, access, at EL0).
+_WalkKey = tuple[RegimeName, int, Access, bool]
 
 _ACCESS_OF_UC = {UC_MEM_FETCH: Access.FETCH, UC_MEM_WRITE: Access.WRITE}
 _PROT_OF_ACCESS = {Access.READ: UC_PROT_READ, Access.WRITE: UC_PROT_WRITE,
@@ -121,9 +123,14 @@ class MmuUnit:
         self.fills = 0
         # Successful fill walks, by (regime, softmmu page, access, EL0): after a
         # stop Unicorn's TLB is flushed and the same pages are filled again.  A
-        # walk changes only with the regime's registers or a store to a table
-        # page, and both drop the lot (forget_registers, remember, table stores).
-        self._walks: dict[tuple[RegimeName, int, Access, bool], Translation] = {}
+        # walk changes only with the regime's registers (which drop them all:
+        # remember, or regime() finding them changed) or with a store to a page
+        # it read a descriptor from (which drops the walks through that page:
+        # every such page is a table page, whose stores are seen).
+        self._walks: dict[_WalkKey, Translation] = {}
+        self._walks_through: dict[int, set[_WalkKey]] = {}
+        # The registers each regime had when its walks were cached.
+        self._walked_with: dict[RegimeName, TranslationRegime] = {}
 
     # -- state ---------------------------------------------------------------
 
@@ -145,18 +152,39 @@ class MmuUnit:
             }
             cached = TranslationRegime(name=name, pa_bits=self.pa_bits, **values)
             self._cached[name] = cached
+            if self._walked_with.get(name, cached) != cached:
+                self.forget_walks()  # its registers changed behind our back
+            self._walked_with[name] = cached
         return cached
 
     def remember(self, regime: TranslationRegime) -> None:
         """Install the snapshot a register write is about to produce."""
         self._cached[regime.name] = regime
-        self._walks.clear()
+        self._walked_with[regime.name] = regime
+        self.forget_walks()
 
     def forget_registers(self) -> None:
-        """Drop cached snapshots and walks; called after any register that shapes
-        translation changes, and after stores to translation tables."""
+        """Drop cached register snapshots; called at every flush of Unicorn's TLB.
+        The walks stay unless the registers, read again, turn out to differ."""
         self._cached.clear()
+
+    def forget_walks(self) -> None:
+        """Drop every cached fill walk."""
         self._walks.clear()
+        self._walks_through.clear()
+
+    def forget_walks_through(self, page: int) -> None:
+        """Drop the cached fill walks that read a descriptor in ``page`` (a store
+        to it may change them)."""
+        for key in self._walks_through.pop(page & PAGE_MASK, ()):
+            self._walks.pop(key, None)
+
+    def _cache_walk(self, key: _WalkKey, result: Translation) -> None:
+        if len(self._walks) >= _MAX_CACHED_WALKS:
+            self.forget_walks()
+        self._walks[key] = result
+        for page in {step.descriptor_address & PAGE_MASK for step in result.steps}:
+            self._walks_through.setdefault(page, set()).add(key)
 
     # -- walks ---------------------------------------------------------------
 
@@ -227,9 +255,7 @@ class MmuUnit:
         if result is None:
             result = translate(regime, self.read_descriptor, va, access, el0=(el == 0))
             if isinstance(result, Translation):
-                if len(self._walks) >= _MAX_CACHED_WALKS:
-                    self._walks.clear()
-                self._walks[key] = result
+                self._cache_walk(key, result)
         if self.on_walk is not None:
             self.on_walk(result, va, access)
         asid = regime_asid(regime)
@@ -264,7 +290,7 @@ class MmuUnit:
             entry.perms = perms & ~UC_PROT_WRITE  # so that a store comes back here
         if access is not Access.FETCH and self.is_table_page(result.pa):
             if access is Access.WRITE:
-                self._walks.clear()  # the store may change any walk through the page
+                self.forget_walks_through(result.pa)  # the store may change them
                 self.on_table_store(va, result.pa & PAGE_MASK)
             else:
                 entry.perms = perms & ~UC_PROT_WRITE

@@ -407,6 +407,9 @@ class Probes:
         # A store not executed yet (the stop came first) stays pending.
         self._table_stores = [store for store in self._table_stores if store[0] >= now]
         for index, pc, va, page, before, live in done:
+            # Walks cached between the store's fill and the store read the old
+            # descriptors.
+            machine.mmu.forget_walks_through(page)
             after = bytes(machine.uc.mem_read(page, 0x1000))
             for offset in _changed_descriptors(before, after):
                 old = int.from_bytes(before[offset:offset + 8], "little")
