@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emu.arch.mmu.tlb import dsb_completes_stores, dsb_completes_tlbi
+from emu.arch.mmu.tlb import PAGE_MASK, dsb_completes_stores, dsb_completes_tlbi
 from emu.arch.mmu.walk import Access, Fault, Translation, translate
 from emu.machine.events import (
     DescriptorWrite,
@@ -50,7 +50,50 @@ class MaintenanceTracker:
             self._machine.mmu.on_walk = self._on_walk
         self.pending.append(event)
         self._watched = 0
+        if self._completed_next(event):
+            self._machine.unwatch_instructions(self)
+            return
         self._machine.watch_instructions(self)
+
+    def _completed_next(self, event: TlbInvalidate | DescriptorWrite) -> bool:
+        """Complete what is pending without watching when the instruction right
+        after ``event``'s is a DSB that completes all of it (``str; dsb ishst``,
+        ``tlbi; dsb ish``: the usual shape).  Nothing can come in between: the
+        next instruction is that DSB, fetched through the same page's
+        translation, which no pending store changed.  Watching would pause
+        emulation twice for the same verdict.
+        """
+        machine = self._machine
+        after, next_index = event.pc + 4, event.index + 1
+        if after & PAGE_MASK != event.pc & PAGE_MASK:
+            return False
+        if isinstance(event, DescriptorWrite) and (
+                machine.pc, machine.index_now()) != (after, next_index):
+            return False  # the store's stop came later (or an interrupt first)
+        fetch = machine.mmu.translate(after, Access.FETCH)
+        if not isinstance(fetch, Translation):
+            return False
+        stored = {store.descriptor_address for store in self._stores()}
+        if any(step.descriptor_address in stored for step in fetch.steps):
+            return False
+        barrier = machine.barrier_at(next_index, after)
+        if barrier is None or not barrier.operation.startswith("DSB"):
+            return False
+        if self._still_pending(barrier.operation):
+            return False  # e.g. DSB ISHST after a TLBI: watch for the next DSB
+        self.pending = []
+        self._last = next_index  # a watcher seeing it again must not count it twice
+        machine.mmu.on_walk = None
+        return True
+
+    def _still_pending(self, dsb: str) -> list[TlbInvalidate | DescriptorWrite]:
+        """What stays pending after the DSB ``dsb``."""
+        return [
+            event for event in self.pending
+            if not (dsb_completes_tlbi(dsb, event.operation)
+                    if isinstance(event, TlbInvalidate)
+                    else dsb_completes_stores(dsb))
+        ]
 
     def on_instruction(self, index: int, address: int) -> None:
         """Called before each instruction while something is pending."""
@@ -61,13 +104,7 @@ class MaintenanceTracker:
         self._watched += 1
         barrier = machine.barrier_at(index, address)
         if barrier is not None and barrier.operation.startswith("DSB"):
-            operation = barrier.operation
-            self.pending = [
-                event for event in self.pending
-                if not (dsb_completes_tlbi(operation, event.operation)
-                        if isinstance(event, TlbInvalidate)
-                        else dsb_completes_stores(operation))
-            ]
+            self.pending = self._still_pending(barrier.operation)
         if self._watched > WATCH_LIMIT:
             self.pending = []
         if not self._stores():
