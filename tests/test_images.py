@@ -438,7 +438,8 @@ def test_the_machine_passes_the_device_tree_and_ram_layout() -> None:
     assert stop.kind is StopKind.ARRIVED
     assert machine.reg("w5") == 0xEDFE0DD0  # 0xd00dfeed, big-endian in memory
     assert machine.reg("w6") == int.from_bytes(struct.pack("<I", len(machine.plan.dtb)), "big")
-    facts = board_facts(decode(bytes(machine.uc.mem_read(machine.dtb_address, 4096))))
+    blob = bytes(machine.uc.mem_read(machine.dtb_address, len(machine.plan.dtb)))
+    facts = board_facts(decode(blob))
     assert facts.memory == ((machine.ram_base, machine.ram_size),)
 
 

@@ -46,7 +46,7 @@ XEN_RAM = (0x4000_0000, 2 << 30)  # QEMU's -m 2048
 XEN_BOOTARGS = "console=dtuart dtuart=/pl011@9000000"
 # Xen's last line before it waits five seconds to reboot after its panic.
 XEN_MILESTONE = "Reboot in five seconds..."
-XEN_BUDGET = 60_000_000  # QEMU gets there in about 14 M instructions (-icount)
+XEN_BUDGET = 60_000_000  # a bound: the panic comes after some 14 M instructions
 SCREEN = 50  # lines a maintainer sees without scrolling
 
 # Xen 4.17's switch_ttbr (xen/arch/arm/arm64/head.S), as GNU objdump prints it.
@@ -141,3 +141,18 @@ def test_linux_runs_with_one_seed_are_identical(generic_linux_image: Path) -> No
     # Another seed moves the kernel (KASLR takes /chosen/kaslr-seed): the PCs differ.
     other = linux_report(generic_linux_image, seed=8)
     assert other["end"]["pc"] != first["end"]["pc"]
+
+
+# -- the board's device tree, as QEMU's --------------------------------------------
+
+def test_the_device_tree_is_as_large_as_qemus(tmp_path: Path) -> None:
+    """A kernel reserves its whole device tree blob (memblock), and Linux prints
+    what it reserved: the blob must be as large as QEMU virt's, free space and
+    all, for the "Memory: ..." line to read the same."""
+    dumped = tmp_path / "virt.dtb"
+    if run_qemu(machine=f"{XEN_MACHINE},dumpdtb={dumped}", timeout=30).returncode is None:
+        pytest.fail("QEMU did not dump its device tree")
+    qemu_total = int.from_bytes(dumped.read_bytes()[4:8], "big")  # the header's totalsize
+    head = Path(__file__).resolve().parent.parent / "asm" / "head.S"
+    plan = Board(el=2).plan(load_image(head, board=Board(el=2)))
+    assert int.from_bytes(plan.dtb[4:8], "big") == len(plan.dtb) == qemu_total

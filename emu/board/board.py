@@ -45,6 +45,9 @@ CPU_MODELS = ("cortex-a72", "cortex-a57", "cortex-a53")
 # The boot protocol caps the device tree at 2 MiB; it gets the top 2 MiB of RAM
 # (but see MemoryPlan for Images and firmware, placed as QEMU places them).
 DTB_RESERVE = TWO_MIB
+# QEMU virt's device tree blob is 1 MiB, mostly free space; a kernel reserves
+# all of it, so a smaller blob would change what Linux reports as reserved.
+VIRT_FDT_SIZE = 1 * MIB
 # QEMU virt's flash: the first of its two 64 MiB banks, where -bios loads firmware.
 FLASH = (0, 64 * MIB)
 _GICV2_COMPATIBLES = (b"arm,cortex-a15-gic\0", b"arm,gic-400\0")
@@ -158,7 +161,8 @@ class Board:
             dtb = self.dtb
         else:
             dtb = encode(boot_tree(ram_base=base, ram_size=size, bootargs=self.bootargs,
-                                   uart_base=uart, platform=self.platform()))
+                                   uart_base=uart, platform=self.platform()),
+                         size=VIRT_FDT_SIZE)
         # A user's tree may describe another interrupt controller (QEMU's virt
         # tree dumped with gic-version=3, say, has a GICv3 at the same address):
         # model ours only for a GICv2.

@@ -102,8 +102,10 @@ def strings(*texts: str) -> bytes:
 
 
 def encode(root: FdtNode, *, boot_cpuid: int = 0,
-           reserved: tuple[tuple[int, int], ...] = ()) -> bytes:
-    """Serialize a tree into a version-17 flattened device tree blob."""
+           reserved: tuple[tuple[int, int], ...] = (), size: int = 0) -> bytes:
+    """Serialize a tree into a version-17 flattened device tree blob, padded
+    with free space to ``size`` bytes when it is smaller (its header's
+    ``totalsize`` says so: a guest reserves the whole blob)."""
     names: dict[str, int] = {}
     strings_block = bytearray()
     structure = bytearray()
@@ -130,11 +132,12 @@ def encode(root: FdtNode, *, boot_cpuid: int = 0,
     off_rsvmap = HEADER_SIZE
     off_struct = off_rsvmap + len(reserve)
     off_strings = off_struct + len(structure)
-    total = off_strings + len(strings_block)
+    used = off_strings + len(strings_block)
+    total = max(used, size)
     header = struct.pack(">10I", FDT_MAGIC, total, off_struct, off_strings, off_rsvmap,
                          VERSION, LAST_COMPATIBLE_VERSION, boot_cpuid, len(strings_block),
                          len(structure))
-    return header + reserve + bytes(structure) + bytes(strings_block)
+    return header + reserve + bytes(structure) + bytes(strings_block) + bytes(total - used)
 
 
 def _padded(data: bytes) -> bytes:
@@ -367,9 +370,9 @@ def boot_tree(*, ram_base: int, ram_size: int, bootargs: str, uart_base: int | N
     """
     if platform is not None:
         cpu_compatible = platform.cpu_compatible
+    # No model: QEMU's virt has none, so Linux names the machine by its compatible.
     root = FdtNode("", {"#address-cells": u32(2), "#size-cells": u32(2),
-                        "compatible": string("linux,dummy-virt"),
-                        "model": string("bootemu")})
+                        "compatible": string("linux,dummy-virt")})
     chosen = root.add("chosen", {"bootargs": string(bootargs)})
     if platform is not None and platform.kaslr_seed is not None:
         chosen.properties["kaslr-seed"] = u64_cells(platform.kaslr_seed)
