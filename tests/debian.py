@@ -49,6 +49,7 @@ _UNREACHABLE = re.compile(
 GENERIC_LINUX = r"linux-image-6\.1\.0-\d+-arm64"
 CLOUD_LINUX = r"linux-image-6\.1\.0-\d+-cloud-arm64"
 XEN = r"xen-hypervisor-4\.17-arm64"
+U_BOOT = r"u-boot-qemu"
 
 
 def _apt_options() -> list[str]:
@@ -199,3 +200,10 @@ def xen_image() -> Path:
     """Xen 4.17's arm64 hypervisor (``xen-hypervisor-4.17-arm64``):
     ``/boot/xen-4.17-arm64``, an arm64 Image."""
     return debian_file(XEN, "boot/xen-4.17-arm64")
+
+
+@pytest.fixture(scope="session")
+def u_boot_image() -> Path:
+    """Debian's U-Boot for QEMU's arm64 virt board (``u-boot-qemu``, 2023.01 in
+    bookworm): ``/usr/lib/u-boot/qemu_arm64/u-boot.bin``, a raw image for ``-bios``."""
+    return debian_file(U_BOOT, "usr/lib/u-boot/qemu_arm64/u-boot.bin")

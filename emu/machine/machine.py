@@ -135,7 +135,7 @@ class Machine:
         # QEMU virt's two CFI flash banks, the firmware loaded into the first:
         # memory while they read as memory, a device once commanded (emu.machine.rom).
         flash = virt_flash(b"", self.plan.flash[0]) if self.plan.flash is not None else ()
-        self.roms = RomBanks(uc, flash, self.pause)
+        self.roms = RomBanks(uc, flash)
         self._load(image)
         self._reset(self.board.el)
 
@@ -512,6 +512,11 @@ class Machine:
                 if error is not None and refused is not None and self.roms.to_device(refused):
                     # A store to flash in read-array mode, refused before it
                     # happened: a command for the device; run it again there.
+                    self.schedule_flush()
+                    continue
+                if error is not None and self.roms.apply():
+                    # Flash back in read-array mode but still MMIO (a fetch from
+                    # it fails): map it as memory and run the instruction again.
                     self.schedule_flush()
                     continue
                 if error is not None:

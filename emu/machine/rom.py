@@ -8,8 +8,11 @@ permission and refuses the fill of a store (:meth:`RomBanks.holds`): the store
 stops emulation *before* it happens, at its own PC.  The machine then calls
 :meth:`RomBanks.to_device`, which maps the bank as MMIO, and runs the store
 again - now it reaches :meth:`~emu.board.flash.CfiFlash.write`.  When a write
-puts the bank back in read-array mode, emulation is paused and
-:meth:`RomBanks.apply` maps its storage again before the next instruction.
+puts the bank back in read-array mode, the bank stays MMIO (its reads answer
+from the storage) until the next stop, where :meth:`RomBanks.apply` maps its
+storage again; a fetch from it before then stops emulation, and the machine
+applies and runs on.  (Stopping from inside the write instead would not do:
+Unicorn 2.1.4 then leaves the PC on the store, which runs again.)
 
 (Unicorn's own write-protection check is no substitute: it reports the
 store only after the rest of its translation block has run.)
@@ -18,7 +21,7 @@ store only after the rest of its translation block has run.)
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from unicorn import UC_PROT_EXEC, UC_PROT_READ, Uc, UcError
 
@@ -29,10 +32,9 @@ from emu.image.boot_image import ImageError
 class RomBanks:
     """The flash banks of one machine and how each is mapped right now."""
 
-    def __init__(self, uc: Uc, banks: Sequence[CfiFlash], pause: Callable[[], None]) -> None:
+    def __init__(self, uc: Uc, banks: Sequence[CfiFlash]) -> None:
         self._uc = uc
         self.banks = tuple(banks)
-        self._pause = pause
         self._as_device: set[int] = set()   # bases of banks mapped as MMIO
         self._back_to_rom: set[int] = set()  # ... that are in read-array mode again
         # Host addresses of the storages (the exports keep them mapped in place).
@@ -76,11 +78,10 @@ class RomBanks:
         return changed
 
     def written(self, bank: CfiFlash) -> None:
-        """A write reached the device: once it is in read-array mode again, stop
-        before the next instruction so the machine maps it as memory."""
+        """A write reached the device: once it is in read-array mode again, the
+        machine maps it as memory at its next stop."""
         if bank.read_array:
             self._back_to_rom.add(bank.base)
-            self._pause()
 
     def _map_rom(self, bank: CfiFlash) -> None:
         self._uc.mem_map_ptr(bank.base, bank.size, UC_PROT_READ | UC_PROT_EXEC,
