@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import (
     BLOCK,
     HEAD_S,
@@ -17,7 +18,13 @@ from conftest import (
 )
 
 from emu.arch.mmu.regime import RegimeName, TranslationRegime
-from emu.arch.mmu.tables import TableReader, compare_trees, valid_mappings
+from emu.arch.mmu.tables import (
+    DescriptorLimit,
+    TableReader,
+    compare_trees,
+    maps_nothing,
+    valid_mappings,
+)
 from emu.checks import ALL_CHECKS
 from emu.checks.run import build_image as load
 from emu.checks.run import check_image
@@ -426,3 +433,24 @@ def test_tables_are_compared_by_range_not_page() -> None:
     assert result.conflict_count == 1 and result.conflicts[0].fields == ("size",)
     same = compare_trees(a, a, read)
     assert same.conflict_count == 0 and same.permission_count == 0
+
+
+def test_a_reserved_table_is_known_empty_from_its_root_however_large_the_other_tree() -> None:
+    """Linux switches TTBR1 through ``reserved_pg_dir``, an all-invalid table:
+    the switch away from it is the "make" of break-before-make (DDI 0487
+    D8.16.1), since an invalid descriptor translates nothing (D8.3, a
+    translation fault).  Its incoming tree (the linear map of all RAM in pages)
+    is far too large to enumerate, so emptiness must come from the root alone."""
+    tcr = 0x80823519  # 4K granule, T0SZ=25: start level 1
+    mair = 0xFF4400
+    reserved, l1, l2, l3 = 0x1000, 0x2000, 0x3000, 0x4000
+    memory = {l1 + 8 * i: l2 | 3 for i in range(512)}  # every entry: the same L2 ...
+    memory.update({l2 + 8 * i: l3 | 3 for i in range(512)})  # ... and the same L3
+    memory.update({l3 + 8 * i: (0x4000_0000 + (i << 12)) | 0x74B for i in range(512)})
+    empty = TranslationRegime(RegimeName.EL2, sctlr=1, tcr=tcr, ttbr0=reserved, mair=mair)
+    large = TranslationRegime(RegimeName.EL2, sctlr=1, tcr=tcr, ttbr0=l1, mair=mair)
+    read = _memory(memory)
+    with pytest.raises(DescriptorLimit):
+        compare_trees(empty, large, read)  # 512 * 512 tables of 512 entries each
+    assert maps_nothing(empty, read)
+    assert not maps_nothing(large, read)

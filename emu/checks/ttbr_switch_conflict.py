@@ -11,6 +11,7 @@ from emu.arch.mmu.tables import (
     Mapping,
     TreeComparison,
     compare_trees,
+    maps_nothing,
     usable_after,
 )
 from emu.arch.mmu.walk import Translation, format_size
@@ -52,6 +53,15 @@ def switch_comparison(context: CheckContext, event: TtbrWrite) -> TreeComparison
             context.shared[key] = None
     value = context.shared[key]
     return value if isinstance(value, TreeComparison) else None
+
+
+def through_reserved(context: CheckContext, event: TtbrWrite) -> bool:
+    """Whether the outgoing or the incoming tables of a switch map nothing (a
+    reserved table): then the switch is a break, or a make, not a replacement.
+    Answered from the root tables alone, for trees too large to compare."""
+    selects = (_select(event),)
+    return (maps_nothing(event.before, context.read_physical, selects=selects)
+            or maps_nothing(event.after, context.read_physical, selects=selects))
 
 
 def describe_mapping(context: CheckContext, mapping: Mapping, va: int, event: TtbrWrite,

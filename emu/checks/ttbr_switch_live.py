@@ -7,6 +7,7 @@ from emu.checks.ttbr_switch_conflict import (
     difference_evidence,
     judged_switch,
     switch_comparison,
+    through_reserved,
 )
 from emu.machine.events import Event, TtbrWrite
 
@@ -33,6 +34,8 @@ class TtbrSwitchLive(Check):
             return
         assert isinstance(event, TtbrWrite)
         comparison = switch_comparison(self.context, event)
+        if comparison is None and through_reserved(self.context, event):
+            return  # the break, or the make, of a switch through a reserved table
         if comparison is None:
             self.fire(event.index, event.pc, event.pa,
                       f"{event.register} written with the MMU on ({event.old:#x} -> "

@@ -201,6 +201,20 @@ def _descend(rng: _Range, read: TableReader, table: int, level: int, va: int, li
                             va + (index << shift), limits, budget)
 
 
+def maps_nothing(regime: TranslationRegime, read: TableReader, *,
+                 selects: tuple[int, ...] | None = None) -> bool:
+    """Whether the root tables of ``regime`` (its ``selects`` ranges) hold no valid
+    descriptor, so they translate nothing: a reserved table such as Linux's
+    ``reserved_pg_dir``.  Reads the roots only, however large the trees below
+    other roots are; a root with a valid entry counts as mapping something."""
+    for rng in _ranges(regime, selects):
+        big_endian = bool((regime.sctlr >> 25) & 1)
+        entries = _read_table(read, rng.table, rng.entries(rng.start_level), big_endian)
+        if any(descriptor & 1 for descriptor in entries):
+            return False
+    return True
+
+
 def coalesce(mappings: Iterator[Mapping]) -> Iterator[Mapping]:
     """Merge runs of leaves that continue one another (addresses contiguous, all else equal)."""
     current: Mapping | None = None
