@@ -502,8 +502,12 @@ class Machine:
                         # count=0 would mean "no limit" to Unicorn, hence the guard;
                         # code translated before has no call to Unicorn's counter.
                         uc.ctl_flush_tb()
+                        self._paused = self._at_exit = False
                         error = self._start(self.pc, count=remaining)
-                        if error is None and not self._flush_pending and self._stop is None:
+                        # Only a run of all ``remaining`` ends at the budget; a hook
+                        # that stopped it earlier leaves the count where it is.
+                        if (error is None and not self._flush_pending and self._stop is None
+                                and not self._paused and not self._at_exit):
                             counter.set(max_insns, self.pc)
                 self._resync_counter()
                 if self._stop is not None:  # the guest took an exception first
