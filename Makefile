@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # qemu-system-arm is installed without its recommends: a few packages, not ~176.
 DEBIAN_TOOLS := binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu cpp qemu-system-arm
 
-.PHONY: setup tools demo test bench fuzz lint clean
+.PHONY: setup tools demo test test-slow bench fuzz lint clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,10 @@ demo: setup
 test: setup tools
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
+
+# The real-image runs of minutes (marked slow): Linux to its VFS panic.
+test-slow: setup tools
+	$(PY) -m pytest -q -m slow
 
 bench: setup tools
 	$(PY) bench/bench_check.py
