@@ -63,6 +63,17 @@ class BlockCounter:
             return c.block_base + (pc - c.block_address) // 4
         return c.executed
 
+    def past_block_start(self, pc: int) -> bool:
+        """Whether ``pc`` is an instruction of the block entered last, but not its
+        first (at its first, the block was entered again: its hook has run)."""
+        c = self._state
+        return c.block_address < pc < c.block_end
+
+    @property
+    def entered(self) -> int:
+        """Instructions in all the blocks entered so far (the last one whole)."""
+        return self._state.executed
+
     def set(self, executed: int, pc: int) -> None:
         """Make ``executed`` the count in front of ``pc``, outside any block."""
         c = self._state

@@ -70,6 +70,9 @@ from emu.machine.windows import WindowTracker, barrier_name
 
 MIB = 1 << 20
 DEFAULT_RAM_SIZE = 128 * MIB  # QEMU virt's; see emu.board.board.Board for the layout
+# DC ZVA, Xt (SYS #3, C7, C4, #1, Xt) without its register field.
+_DC_ZVA = 0xD50B7420
+_RT_MASK = 0x1F
 DEFAULT_MAX_INSNS = 20_000_000
 
 # SCR_EL3 = NS | HCE | RW: EL2 exists, is Non-secure and AArch64.  Unicorn
@@ -163,6 +166,7 @@ class Machine:
         # a return from emu_start that nobody asked for is a WFI.
         self._paused = False
         self._at_exit = False  # the last emulation stopped in front of an exit
+        self._pause_pc: int | None = None  # where the first pause of a stretch was asked
 
         self._counter = BlockCounter()
         self._probes = Probes(self)
@@ -410,6 +414,8 @@ class Machine:
         """During a run, stop emulation before the next instruction so the run
         loop applies what is pending (TLB flush, hooks); the run then goes on."""
         if self._running:
+            if not self._paused:
+                self._pause_pc = self.pc  # see _resync_counter
             self._paused = True
             self.uc.emu_stop()
 
@@ -440,8 +446,31 @@ class Machine:
             uc.ctl_flush_tb()
 
     def _resync_counter(self) -> None:
-        """Make the counter's total exact at the current PC after any kind of stop."""
-        self._counter.set(self.index_now(), self.pc)
+        """Make the counter's total exact at the current PC after any kind of stop.
+
+        A pause asked from a code hook, or from an instruction that ends its
+        translation block (MSR) or restarts (a store's fill), stops at that
+        instruction or the next.  One asked from inside DC ZVA (its SYS hook, or
+        the fill that probes its block) lets Unicorn 2.1.4 run the rest of the
+        block first, or stop right after it.  When that block branched back
+        into its own middle (even to the DC ZVA: it never restarts), the PC
+        alone would count the instructions it ran again as not run yet.  (A
+        branch back to its first instruction enters the block again, and the
+        count is right.)
+        """
+        pc = self.pc
+        index = self.index_at(pc)
+        asked = self._pause_pc
+        if (asked is not None and self._counter.past_block_start(pc)
+                and (pc not in (asked, asked + 4) or pc == asked and self._is_dc_zva(asked))):
+            index = self._counter.entered
+        self._pause_pc = None
+        self._counter.set(index, pc)
+
+    def _is_dc_zva(self, va: int) -> bool:
+        pa = self.mmu.executed_pa(va)
+        data = self.read_physical(pa, 4) if pa is not None else None
+        return data is not None and int.from_bytes(data, "little") & ~_RT_MASK == _DC_ZVA
 
     def request_stop(self, stop: Stop) -> None:
         """End the current run with ``stop``.
