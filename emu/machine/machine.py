@@ -520,8 +520,9 @@ class Machine:
                 counter.arm(max_insns)
                 counter.set_deadline(self.interrupts.deadline())
                 self._apply_pending()
-                self._paused = False
-                self._at_exit = False
+                # A pause asked between stretches (settling events) is done with.
+                self._paused = self._at_exit = False
+                self._pause_pc = None
                 error = self._start(self.pc)
                 if counter.stopped_at_limit:
                     # The next block would overrun the budget: finish it exactly.
