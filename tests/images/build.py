@@ -52,15 +52,16 @@ class Built:
     image_gz: Path
 
 
-def toolchain_missing() -> str | None:
-    """Why the images cannot be built here, or None."""
-    for tool in ("gcc", "objcopy"):
+def toolchain_missing(tools: tuple[str, ...] = ("gcc", "objcopy")) -> str | None:
+    """Why the images (or what needs ``tools``) cannot be built here, or None."""
+    for tool in tools:
         if shutil.which(CROSS + tool) is None:
             return f"{CROSS}{tool} not found (Debian: gcc-aarch64-linux-gnu)"
     return None
 
 
-def _run(command: list[str], cwd: Path) -> None:
+def run_tool(command: list[str], cwd: Path) -> None:
+    """Run one toolchain step; :class:`BuildError` with its output if it fails."""
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
         raise BuildError(f"{' '.join(command)}\n{result.stdout}{result.stderr}")
@@ -73,15 +74,15 @@ def build(program: str, out_dir: Path, *, extra: list[str] | None = None) -> Bui
     objects = []
     for source in sources:
         obj = out_dir / f"{program}-{Path(source).stem}.o"
-        _run([CROSS + "gcc", *CFLAGS, *defines, *(extra or []), "-I", str(HERE), "-c",
+        run_tool([CROSS + "gcc", *CFLAGS, *defines, *(extra or []), "-I", str(HERE), "-c",
               str(HERE / source), "-o", str(obj)], out_dir)
         objects.append(str(obj))
     elf = out_dir / f"{program}.elf"
-    _run([CROSS + "gcc", *LDFLAGS, "-T", str(HERE / "image.ld"),
+    run_tool([CROSS + "gcc", *LDFLAGS, "-T", str(HERE / "image.ld"),
           f"-Wl,--defsym,VIRT_BASE={virt:#x}", f"-Wl,--defsym,LOAD_BASE={load:#x}",
           *objects, "-o", str(elf)], out_dir)
     image = out_dir / f"{program}.Image"
-    _run([CROSS + "objcopy", "-O", "binary", str(elf), str(image)], out_dir)
+    run_tool([CROSS + "objcopy", "-O", "binary", str(elf), str(image)], out_dir)
     image_gz = out_dir / f"{program}.Image.gz"
     image_gz.write_bytes(gzip.compress(image.read_bytes(), mtime=0))
     return Built(elf, image, image_gz)

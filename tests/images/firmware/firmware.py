@@ -10,19 +10,17 @@ Usage: python tests/images/firmware/firmware.py OUT_DIR
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CROSS = "aarch64-linux-gnu-"
+sys.path.insert(0, str(HERE.parent))  # the test images' build helpers
+from build import CROSS, run_tool  # noqa: E402
+from build import toolchain_missing as _missing  # noqa: E402
+
 TOOLS = ("gcc", "ld", "objcopy")
-
-
-class BuildError(RuntimeError):
-    """The cross toolchain is missing or a build step failed."""
+__all__ = ["CROSS", "Firmware", "build_firmware", "toolchain_missing"]
 
 
 @dataclass(frozen=True)
@@ -35,27 +33,18 @@ class Firmware:
 
 def toolchain_missing() -> str | None:
     """Why the firmware cannot be built here, or None."""
-    for tool in TOOLS:
-        if shutil.which(CROSS + tool) is None:
-            return f"{CROSS}{tool} not found (Debian: gcc-aarch64-linux-gnu)"
-    return None
-
-
-def _run(command: list[str], cwd: Path) -> None:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise BuildError(f"{' '.join(command)}\n{result.stdout}{result.stderr}")
+    return _missing(TOOLS)
 
 
 def build_firmware(out_dir: Path) -> Firmware:
     """Assemble and link fw.S into ``out_dir``: fw.elf and fw.bin."""
     out_dir.mkdir(parents=True, exist_ok=True)
     obj, elf, binary = out_dir / "fw.o", out_dir / "fw.elf", out_dir / "fw.bin"
-    _run([CROSS + "gcc", "-c", "-Wa,--fatal-warnings", str(HERE / "fw.S"), "-o", str(obj)],
+    run_tool([CROSS + "gcc", "-c", "-Wa,--fatal-warnings", str(HERE / "fw.S"), "-o", str(obj)],
          out_dir)
-    _run([CROSS + "ld", "--fatal-warnings", "--build-id=none", "-T", str(HERE / "fw.ld"),
+    run_tool([CROSS + "ld", "--fatal-warnings", "--build-id=none", "-T", str(HERE / "fw.ld"),
           str(obj), "-o", str(elf)], out_dir)
-    _run([CROSS + "objcopy", "-O", "binary", str(elf), str(binary)], out_dir)
+    run_tool([CROSS + "objcopy", "-O", "binary", str(elf), str(binary)], out_dir)
     return Firmware(elf, binary)
 
 
