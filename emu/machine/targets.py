@@ -274,12 +274,12 @@ def _run_count(machine: Machine, resolved: ResolvedTarget, max_insns: int) -> St
 def _run_console(machine: Machine, resolved: ResolvedTarget, max_insns: int) -> Stop:
     """Run until the console shows ``resolved.console`` (printed during this
     run or before it)."""
-    wanted = resolved.console
-    assert wanted is not None
+    assert resolved.console is not None
+    wanted = resolved.console.encode()  # compared as bytes: a UART writes one at a time
     console = machine.console
-    # Text the guest printed before this run counts; searching from a little
-    # before the newest bytes finds a text that straddles two writes.
-    seen = console.text()
+    # Text the guest printed before this run counts; keeping the last bytes
+    # finds a text that straddles two writes.
+    seen = console.output()
     if wanted in seen:
         return Stop(StopKind.ARRIVED, machine.pc, machine.index_now(),
                     f"arrived at {resolved.name}: the console already shows it")
@@ -288,7 +288,7 @@ def _run_console(machine: Machine, resolved: ResolvedTarget, max_insns: int) -> 
 
     def on_output(_device: str, data: bytes) -> None:
         nonlocal tail
-        tail = (tail + data.decode(errors="replace"))[-(len(wanted) + len(data)):]
+        tail = (tail + data)[-(len(wanted) + len(data)):]
         if wanted in tail:
             machine.request_stop(marker)
 
