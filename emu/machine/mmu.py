@@ -121,8 +121,8 @@ class MmuUnit:
         self._tables: dict[RegimeName, set[int]] = {}
         self.table_pages: set[int] = set()
         self.fills = 0
-        # Successful fill walks, by (regime, softmmu page, access, EL0): after a
-        # stop Unicorn's TLB is flushed and the same pages are filled again.  A
+        # Successful fill walks, by (regime, VA, access, EL0): after a stop
+        # Unicorn's TLB is flushed and the same addresses are filled again.  A
         # walk changes only with the regime's registers (which drop them all:
         # remember, or regime() finding them changed) or with a store to a page
         # it read a descriptor from (which drops the walks through that page:
