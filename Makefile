@@ -13,7 +13,7 @@ DEBIAN_TOOLS := binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu cpp qemu-system
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml emu/machine/_blockcount.c
+$(STAMP): pyproject.toml $(wildcard emu/machine/_*.c emu/machine/_*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,plot]'

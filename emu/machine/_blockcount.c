@@ -13,20 +13,7 @@
 #include <Python.h>
 #include <stdint.h>
 
-typedef int (*uc_emu_stop_fn)(void *uc);
-
-struct bootemu_block_counter {
-    uint64_t executed;        /* instructions in all blocks entered so far */
-    uint64_t block_base;      /* value of executed when the current block began */
-    uint64_t block_address;   /* virtual address of the current block */
-    uint64_t block_end;       /* address just past the current block */
-    uint64_t limit;           /* stop once this many have executed; 0 = none */
-    uc_emu_stop_fn emu_stop;  /* uc_emu_stop, handed over from Python */
-    uint64_t stopped_at_limit;
-    uint64_t deadline;        /* stop in front of the first block entered at or
-                               * after this count (a timer due); 0 = none */
-    uint64_t stopped_at_deadline;
-};
+#include "_blockcount.h"
 
 void bootemu_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
 {

@@ -18,7 +18,7 @@ from emu.machine import _blockcount
 
 
 class _BlockCounter(ctypes.Structure):
-    # Mirrors struct bootemu_block_counter in _blockcount.c.
+    # Mirrors struct bootemu_block_counter in _blockcount.h.
     _fields_ = [
         ("executed", ctypes.c_uint64),
         ("block_base", ctypes.c_uint64),
@@ -55,6 +55,11 @@ class BlockCounter:
         if status != 0:
             raise UcError(status)
         self._native = native  # keep the library mapped while Unicorn may call it
+
+    @property
+    def address(self) -> int:
+        """Where the native state lives (other C hooks read the count there)."""
+        return ctypes.addressof(self._state)
 
     def index_at(self, pc: int) -> int:
         """Instructions executed before the one at ``pc`` (exact inside the current block)."""

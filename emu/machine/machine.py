@@ -5,7 +5,9 @@ Checking mode installs no per-instruction Python hook.  What it does install:
 * a native (C) block hook that counts instructions (:mod:`emu.machine.counter`);
 * the TLB-fill hook of the Python MMU (once per page per softmmu flush);
 * MSR and SYS instruction hooks, which fire only on those instructions and
-  turn them into typed events (:mod:`emu.machine.probes`);
+  turn them into typed events (:mod:`emu.machine.probes`); the SYS hook is
+  native and only logs IC and DC, which become events when the log is read
+  (:mod:`emu.machine.cachelog`);
 * a per-instruction Python hook only while an observer asks to watch
   instructions: for checking, only inside an *MMU-transition window* - from
   an MMU-off (or the first MMU-on) to the first context synchronization after
@@ -229,7 +231,8 @@ class Machine:
         # end the run with an abort the guest never caused.  Stops are code hooks.
         uc.ctl_exits_enabled(True)
         uc.ctl_set_exits([])
-        self._probes.install(uc)
+        self._probes.install(uc, self._counter)
+        self.mmu.before_fill = self._probes.drain_cache_log
         uc.hook_add(UC_HOOK_INSN, self._on_mrs, None, 1, 0, a64.UC_ARM64_INS_MRS)
         self._counter.install(uc)
 
@@ -328,6 +331,7 @@ class Machine:
         Table stores executed before the event's instruction are reported first:
         the timeline stays in instruction order.
         """
+        self._probes.drain_cache_log()
         self._probes.settle_before(event.index)
         self.events.append(event)
         for observer in self.observers:
@@ -402,6 +406,7 @@ class Machine:
         """The per-instruction hook (UC_HOOK_CODE), installed only while some
         observer watches instructions: when checking, only the window tracker,
         around MMU-transition windows."""
+        self._probes.drain_cache_log()  # the last instruction's event, if it was IC or DC
         index = self.index_at(address)
         for observer in tuple(self._watchers):
             observer.on_instruction(index, address)
@@ -423,6 +428,7 @@ class Machine:
 
     def _apply_pending(self) -> None:
         uc = self.uc
+        self._probes.drain_cache_log()
         self._probes.settle()
         if self.roms.apply():
             self._flush_pending = True  # the softmmu TLB still points at the MMIO bank
@@ -596,6 +602,8 @@ class Machine:
             self.uc.emu_start(pc, (pc & ~0x3FF) | 1, 0, count)
         except UcError as err:
             return err
+        finally:
+            self._probes.drain_cache_log()
         return None
 
     def _finish(self, stop: Stop) -> Stop:

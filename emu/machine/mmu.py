@@ -107,6 +107,9 @@ class MmuUnit:
         self.on_table_store: Callable[[int, int], None] = lambda *_: None
         # Told when a page becomes a table page (the softmmu TLB may hold it writable).
         self.on_new_table_page: Callable[[int], None] = lambda *_: None
+        # Called before each fill, which may add TLB entries: the machine brings
+        # its events up to date first.
+        self.before_fill: Callable[[], None] = lambda: None
         # Told of a walk, only while set (stores to tables not yet completed by a DSB).
         self.on_walk: Callable[[Translation | Fault, int, Access], None] | None = None
         # Set by the machine: whether a PA is flash mapped as memory (read-array
@@ -246,6 +249,7 @@ class MmuUnit:
         holding live descriptors are reported before they happen, and such
         pages are handed to Unicorn read-only so the next store comes back here.
         """
+        self.before_fill()
         self.fills += 1
         el = self.current_el()
         regime = self.regime(regime_for_el(el))

@@ -26,6 +26,7 @@ from unicorn import (
     Uc,
 )
 from unicorn import arm64_const as a64
+from unicorn.unicorn_py3.arch.arm64 import CpReg
 
 from emu.arch.exceptions import ESR_IL, TakenException, vector_offset
 from emu.arch.mmu.regime import (
@@ -38,6 +39,8 @@ from emu.arch.mmu.regime import (
 from emu.arch.mmu.tlb import PAGE_MASK, TlbEntry
 from emu.arch.mmu.walk import Access, Fault, Translation
 from emu.arch.sysregs import sys_op_name, sysreg_name
+from emu.machine.cachelog import CacheLog
+from emu.machine.counter import BlockCounter
 from emu.machine.events import (
     CacheMaintenance,
     DescriptorWrite,
@@ -123,9 +126,12 @@ class Probes:
         machine.mmu.on_table_store = self._on_table_store
         machine.mmu.on_new_table_page = self._on_new_table_page
 
-    def install(self, uc: Uc) -> None:
+    def install(self, uc: Uc, counter: BlockCounter) -> None:
         uc.hook_add(UC_HOOK_INSN, self._on_msr, None, 1, 0, a64.UC_ARM64_INS_MSR)
-        uc.hook_add(UC_HOOK_INSN, self._on_sys, None, 1, 0, a64.UC_ARM64_INS_SYS)
+        # IC and DC are logged natively and become events when the log is read
+        # (drain_cache_log); only the other SYS operations call Python.
+        self.cache_log = CacheLog(counter)
+        self.cache_log.install(uc, self._on_sys, self.drain_cache_log)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
 
@@ -178,6 +184,7 @@ class Probes:
         name = sysreg_name(cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)
         if name not in EVENT_REGISTERS:
             return False
+        self.drain_cache_log()  # with the regime they ran in, which this write changes
         pc = machine.pc
         index = machine.index_at(pc)
         el = machine.mmu.current_el()
@@ -215,15 +222,14 @@ class Probes:
         machine.pause()
         return False
 
-    def _on_sys(self, uc: Uc, _reg: int, cp, _user_data) -> bool:
+    def _on_sys(self, uc: Uc, _reg: int, cp: CpReg) -> bool:
+        """A SYS operation other than IC and DC (those are logged natively)."""
         machine = self._machine
+        self.drain_cache_log()  # what ran before it, in order
         name = sys_op_name(cp.op1, cp.crn, cp.crm, cp.op2)
         pc = machine.pc
         index = machine.index_at(pc)
         el = machine.mmu.current_el()
-        if name.startswith(("IC", "DC")):
-            self._cache_maintenance(name, cp.val, pc, index, el)
-            return False
         pa = machine.mmu.fetch_pa(pc)
         if name.startswith("TLBI"):
             if self._table_stores:
@@ -238,24 +244,45 @@ class Probes:
                 machine.pause()
         return False
 
-    def _cache_maintenance(self, name: str, operand: int, pc: int, index: int, el: int) -> None:
-        """Emit the event of an IC or DC instruction, without walking tables.
+    def drain_cache_log(self) -> None:
+        """Turn the natively logged IC and DC instructions into events, in order.
+
+        Called before anything else is emitted, before a TLB fill (which may
+        add the entries their PAs are read from) and when emulation stops: so
+        every event is emitted as it would have been from a hook on the
+        instruction itself, with the machine's state of that moment.
 
         Boot code runs these in loops of tens of thousands (DC ZVA over BSS,
-        DC CIVAC over tables), and a walk per instruction used to dominate
-        checking.  The instruction's own PA comes from the TLB entry it was
-        just fetched through (a walk only if there is none); the PA of the
-        address it maintains only from what is at hand: the MMU off, or an
-        entry of the architectural TLB covering it.
+        DC CIVAC over tables), so nothing here walks tables.  The instruction's
+        own PA comes from the TLB entry it was fetched through (a walk only if
+        there is none); the PA of the address it maintains only from what is
+        at hand: the MMU off, or an entry of the architectural TLB covering it.
+        Nothing changes the TLB model between two fills, so within one batch
+        both are looked up once per page.
         """
+        if not self.cache_log.pending:
+            return
         machine = self._machine
         mmu = machine.mmu
-        regime = mmu.regime(regime_for_el(el))
-        pa = self._known_pa(pc, regime, UC_PROT_EXEC)
-        if pa is None:
-            pa = mmu.fetch_pa(pc, regime)
-        data_pa = self._known_pa(operand, regime, 0) if by_virtual_address(name) else None
-        machine.emit(CacheMaintenance(index, pc, pa, el, name, operand, data_pa))
+        code_pages: dict[tuple[int, int], int | None] = {}
+        data_pages: dict[tuple[int, int], int | None] = {}
+        for op in self.cache_log.take():
+            regime = mmu.regime(regime_for_el(op.el))
+            key = (op.el, op.pc & PAGE_MASK)
+            if key not in code_pages:
+                base = self._known_pa(key[1], regime, UC_PROT_EXEC)
+                code_pages[key] = mmu.fetch_pa(key[1], regime) if base is None else base
+            base = code_pages[key]
+            pa = None if base is None else base | (op.pc & ~PAGE_MASK)
+            data_pa = None
+            if by_virtual_address(op.name):
+                key = (op.el, op.operand & PAGE_MASK)
+                if key not in data_pages:
+                    data_pages[key] = self._known_pa(key[1], regime, 0)
+                base = data_pages[key]
+                data_pa = None if base is None else base | (op.operand & ~PAGE_MASK)
+            machine.emit(CacheMaintenance(op.index, op.pc, pa, op.el, op.name, op.operand,
+                                          data_pa))
 
     def _known_pa(self, va: int, regime: TranslationRegime, perms: int) -> int | None:
         """Where VA goes in ``regime`` when that is known without a walk: VA
