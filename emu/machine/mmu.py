@@ -19,7 +19,7 @@ writable from before, so its softmmu TLB is flushed at the next stop.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from unicorn import UC_MEM_FETCH, UC_MEM_WRITE, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE
 from unicorn.arm64_const import UC_ARM64_REG_CP_REG, UC_ARM64_REG_PSTATE
@@ -72,7 +72,7 @@ REGIME_FIELD_OF: dict[str, tuple[RegimeName, str]] = {
 SOFTMMU_PAGE = 1024
 # Bound on the fill-walk cache (a few MiB of Translation records).
 _MAX_CACHED_WALKS = 1 << 16
-# A cached fill walk's key: (regime, VA, access, at EL0).
+# A cached fill walk's key: (regime, 4 KiB page of the VA, access, at EL0).
 _WalkKey = tuple[RegimeName, int, Access, bool]
 
 _ACCESS_OF_UC = {UC_MEM_FETCH: Access.FETCH, UC_MEM_WRITE: Access.WRITE}
@@ -124,8 +124,10 @@ class MmuUnit:
         self._tables: dict[RegimeName, set[int]] = {}
         self.table_pages: set[int] = set()
         self.fills = 0
-        # Successful fill walks, by (regime, VA, access, EL0): after a stop
-        # Unicorn's TLB is flushed and the same addresses are filled again.  A
+        # Successful fill walks, by (regime, 4 KiB page of the VA, access, EL0):
+        # after a stop Unicorn's TLB is flushed and the same pages are filled
+        # again, and a 4 KiB page is four softmmu pages.  The smallest
+        # translation granule is 4 KiB, so one walk holds for the whole page.  A
         # walk changes only with the regime's registers (which drop them all:
         # remember, or regime() finding them changed) or with a store to a page
         # it read a descriptor from (which drops the walks through that page:
@@ -254,12 +256,14 @@ class MmuUnit:
         el = self.current_el()
         regime = self.regime(regime_for_el(el))
         access = _ACCESS_OF_UC.get(uc_access, Access.READ)
-        key = (regime.name, va, access, el == 0)
+        key = (regime.name, va & PAGE_MASK, access, el == 0)
         result = self._walks.get(key)
         if result is None:
             result = translate(regime, self.read_descriptor, va, access, el0=(el == 0))
             if isinstance(result, Translation):
                 self._cache_walk(key, result)
+        elif result.va != va:
+            result = replace(result, va=va, pa=result.pa & PAGE_MASK | va & ~PAGE_MASK)
         if self.on_walk is not None:
             self.on_walk(result, va, access)
         asid = regime_asid(regime)
