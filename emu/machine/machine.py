@@ -391,10 +391,13 @@ class Machine:
             self.pause()
 
     def unwatch_memory(self, observer: MemoryObserver) -> None:
-        """Stop calling ``observer`` for each data access."""
-        if any(watcher is observer for watcher in self._memory_watchers):
-            self._memory_watchers = [w for w in self._memory_watchers if w is not observer]
-            self.pause()
+        """Stop calling ``observer`` for each data access.
+
+        No pause: this is called from inside an access, where a stop would
+        leave a load half done (see :meth:`pause`).  The hook, calling no one
+        now, is removed at the next stop.
+        """
+        self._memory_watchers = [w for w in self._memory_watchers if w is not observer]
 
     def _on_memory(self, _uc: Uc, access: int, address: int, _size: int, _value: int,
                    _user_data) -> None:
@@ -417,7 +420,15 @@ class Machine:
 
     def pause(self) -> None:
         """During a run, stop emulation before the next instruction so the run
-        loop applies what is pending (TLB flush, hooks); the run then goes on."""
+        loop applies what is pending (TLB flush, hooks); the run then goes on.
+
+        Only from a code hook, an MSR/SYS hook, or a store's TLB fill.  Asked
+        from inside a load (its fill or a memory hook), Unicorn 2.1.4 writes
+        the loaded register and then resumes at the load: ``ldr x2, [x2]`` would
+        run again from its own result (tests/test_fill_restart.py).  A store
+        stopped that way has written memory but not its base register, and
+        runs again with the same effect.
+        """
         if self._running:
             if not self._paused:
                 self._pause_pc = self.pc  # see _resync_counter

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from unicorn import UC_MEM_FETCH, UC_MEM_WRITE, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE
 from unicorn.arm64_const import UC_ARM64_REG_CP_REG, UC_ARM64_REG_PSTATE
 from unicorn.unicorn import Uc, UcError
+from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 
 from emu.arch.fields import pa_range_bits
 from emu.arch.mmu.regime import RegimeName, TranslationRegime, regime_asid, regime_for_el
@@ -105,7 +106,8 @@ class MmuUnit:
         self.on_stale: Callable[[TlbEntry, Translation | Fault, int, Access], None] = (
             lambda *_: None)
         self.on_table_store: Callable[[int, int], None] = lambda *_: None
-        # Told when a page becomes a table page (the softmmu TLB may hold it writable).
+        # Told when a TTBR or TCR write makes pages table pages (the softmmu TLB
+        # may hold them writable); a fill that finds new ones flushes it itself.
         self.on_new_table_page: Callable[[int], None] = lambda *_: None
         # Called before each fill, which may add TLB entries: the machine brings
         # its events up to date first.
@@ -307,10 +309,14 @@ class MmuUnit:
             new_tables = {address & PAGE_MASK for address in descriptors} - self.table_pages
             if new_tables:
                 # A page just became a table page; Unicorn may hold it writable
-                # from earlier accesses, and every store to it must be seen.
+                # from earlier accesses, and every store to it must be seen.  So
+                # the softmmu TLB is flushed here, inside the fill (Unicorn sets
+                # this access's entry afterwards).  Not by stopping: a stop asked
+                # from a load's fill lets the load complete and then resumes at
+                # it, so it ran twice (``ldr x2, [x2]`` then loads from its result).
                 self._tables.setdefault(regime.name, set()).update(new_tables)
                 self.table_pages |= new_tables
-                self.on_new_table_page(min(new_tables))
+                self._uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
             self.tlb.insert(
                 TlbEntry(
                     regime=regime.name.value,
