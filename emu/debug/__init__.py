@@ -1,0 +1,1 @@
+"""The GDB remote-serial-protocol server and what it needs."""
