@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # qemu-system-arm is installed without its recommends: a few packages, not ~176.
-DEBIAN_TOOLS := binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu cpp qemu-system-arm
+DEBIAN_TOOLS := binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu cpp qemu-system-arm gdb-multiarch
 
 .PHONY: setup tools demo test test-slow bench fuzz lint clean
 
@@ -26,6 +26,7 @@ tools:
 	command -v cpp >/dev/null || missing="$$missing cpp"; \
 	command -v aarch64-linux-gnu-as >/dev/null || missing="$$missing binutils-aarch64-linux-gnu"; \
 	command -v aarch64-linux-gnu-gcc >/dev/null || missing="$$missing gcc-aarch64-linux-gnu"; \
+	command -v gdb-multiarch >/dev/null || missing="$$missing gdb-multiarch"; \
 	command -v qemu-system-aarch64 >/dev/null || lean="$$lean qemu-system-arm"; \
 	if [ -n "$$missing$$lean" ]; then \
 	  echo "installing Debian packages:$$missing$$lean"; \

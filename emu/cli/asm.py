@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from emu.asm.assembler import assemble_file
+from emu.asm.elf_writer import write_elf
 from emu.asm.listing import format_listing, program_json
 from emu.cli.options import (
     BUNDLED_SOURCE,
@@ -27,6 +28,12 @@ from emu.cli.options import (
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the flat binary here (what objcopy -O binary gives: all sections "
                    "from the link address, without a trailing .bss).")
+@click.option("--elf", "elf_output", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="OUT",
+              help="Write an ELF64 AArch64 executable here, for gdb, objdump and addr2line: "
+                   "the sections at the link address, the labels in .symtab, and DWARF line "
+                   "info giving each instruction's file:line (for a macro, the line invoking "
+                   "it).")
 @click.option("--base", type=Address(), default=None, metavar="ADDRESS",
               help="Link address [default: the source's LINK_ADDRESS macro, else 0].")
 @click.option("--list", "listing", is_flag=True,
@@ -35,7 +42,8 @@ from emu.cli.options import (
               help="Print sections, symbols (nm style, with .size) and the line map as JSON.")
 @input_errors
 def asm(source: Path, defines: tuple[str, ...], include_dirs: tuple[Path, ...],
-        output: Path | None, base: int | None, listing: bool, as_json: bool) -> None:
+        output: Path | None, elf_output: Path | None, base: int | None, listing: bool,
+        as_json: bool) -> None:
     """Assemble SOURCE as GNU as would, into a flat binary and a listing.
 
     SOURCE is preprocessed by cpp (#include, #define, #if), then assembled
@@ -48,6 +56,7 @@ def asm(source: Path, defines: tuple[str, ...], include_dirs: tuple[Path, ...],
     Examples:
       bootemu asm asm/head.S --list
       bootemu asm my_head.S -D XEN_VIRT_START=0x200000 -I include/ -o head.bin
+      bootemu asm asm/head.S --elf head.elf && gdb-multiarch head.elf
 
     \b
     Exit status: 0 assembled; 2 the source does not assemble (one line on
@@ -57,6 +66,8 @@ def asm(source: Path, defines: tuple[str, ...], include_dirs: tuple[Path, ...],
                             base=base)
     if output is not None:
         output.write_bytes(program.image)
+    if elf_output is not None:
+        write_elf(program, elf_output)
     for warning in program.warnings:
         click.echo(f"bootemu: warning: {warning}", err=True)
     if as_json:
@@ -67,5 +78,6 @@ def asm(source: Path, defines: tuple[str, ...], include_dirs: tuple[Path, ...],
         sections = ", ".join(f"{section.name} {section.size:#x}" for section in program.sections)
         click.echo(f"{source}: {len(program.code):#x} bytes at {program.base:#x} ({sections}); "
                    f"{len(program.symbols)} symbols"
-                   + (f"; wrote {len(program.image):#x} bytes to {output}" if output else ""))
+                   + (f"; wrote {len(program.image):#x} bytes to {output}" if output else "")
+                   + (f"; wrote ELF to {elf_output}" if elf_output else ""))
 
