@@ -40,6 +40,8 @@ from unicorn import (
     UC_MEM_WRITE,
     UC_MODE_ARM,
     UC_PROT_ALL,
+    UC_PROT_READ,
+    UC_PROT_WRITE,
     UC_TLB_VIRTUAL,
     Uc,
     UcError,
@@ -48,8 +50,8 @@ from unicorn import arm64_const as a64
 from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 
 from emu.arch.exceptions import TakenException
-from emu.arch.mmu.regime import TranslationRegime
-from emu.arch.mmu.tlb import TlbModel
+from emu.arch.mmu.regime import TranslationRegime, regime_asid
+from emu.arch.mmu.tlb import PAGE_MASK, TlbModel
 from emu.arch.mmu.walk import Access, Fault, Translation
 from emu.arch.sysregs import SYSREGS
 from emu.board.board import Board
@@ -60,6 +62,7 @@ from emu.board.flash import virt_flash
 from emu.board.guest import InterruptHandler, MmioRead, MmioWrite
 from emu.image.boot_image import BootImage, ImageError
 from emu.machine.counter import BlockCounter
+from emu.machine.debugging import Breakpoint, WatchHit, WatchKind, Watchpoint
 from emu.machine.delivery import ExceptionDelivery
 from emu.machine.events import Barrier, Event, TransitionWindow
 from emu.machine.interrupts import InterruptDelivery
@@ -83,6 +86,15 @@ SCR_EL3_BOOT = 0x501
 HCR_EL2_RW = 1 << 31
 PSTATE_EL2H = 0x3C9
 PSTATE_EL1H = 0x3C5
+
+
+class MemoryAccessError(ValueError):
+    """Guest memory that cannot be read or written at an address (a translation
+    fault, or no memory there)."""
+
+    def __init__(self, address: int, reason: str) -> None:
+        super().__init__(f"cannot access {address:#x}: {reason}")
+        self.address = address
 
 
 class MemoryObserver(Protocol):
@@ -170,6 +182,18 @@ class Machine:
         self._at_exit = False  # the last emulation stopped in front of an exit
         self._pause_pc: int | None = None  # where the first pause of a stretch was asked
 
+        # Debugging (emu.machine.debugging): where runs stop besides their targets.
+        self._breakpoints: set[Breakpoint] = set()
+        self._watchpoints: set[Watchpoint] = set()
+        self._watch_hook: int | None = None
+        self._watch_installed: frozenset[Watchpoint] = frozenset()
+        # The access that hit a watchpoint in this stretch: the hit, the CPU
+        # context before it, and a store's PA and old bytes (to undo it).
+        self._watch_hit: tuple[WatchHit, object, int | None, bytes | None] | None = None
+        # Where the last run stopped (instruction count): a run starting there
+        # goes past a breakpoint or watchpoint it stopped in front of.
+        self._last_stop_index: int | None = None
+
         self._counter = BlockCounter()
         self._probes = Probes(self)
         self._windows = WindowTracker(self)
@@ -247,15 +271,36 @@ class Machine:
         return self.mmu.current_el()
 
     def reg(self, name: str) -> int:
-        """A general or system register by name (``x19``, ``sp``, ``TTBR0_EL2``)."""
-        attribute = f"UC_ARM64_REG_{name.upper()}"
+        """A register by name, as the guest would read it: ``x19``, ``sp``,
+        ``pc``, ``pstate`` (alias ``cpsr``), ``nzcv``, ``CurrentEL`` (the EL in
+        bits [3:2]) or a system register (``TTBR0_EL2``; a board device's, such
+        as the timer's, from the device).  :class:`ValueError` for an unknown name.
+        """
+        key = name.upper()
+        if key == "CURRENTEL":
+            return self.el << 2
+        if key == "CPSR":
+            key = "PSTATE"
+        attribute = f"UC_ARM64_REG_{key}"
         if hasattr(a64, attribute):
             return self.uc.reg_read(getattr(a64, attribute))
-        return self.mmu.read_sysreg(name.upper())
+        try:
+            return self.read_sysreg(key)
+        except ValueError:
+            raise ValueError(f"no register named {name!r}") from None
 
     def write_reg(self, name: str, value: int) -> None:
-        """Set a general register, ``sp`` or ``pc`` by name."""
-        self.uc.reg_write(getattr(a64, f"UC_ARM64_REG_{name.upper()}"), value)
+        """Set a register by name (the names of :meth:`reg` but ``CurrentEL``)."""
+        key = "PSTATE" if name.upper() == "CPSR" else name.upper()
+        attribute = f"UC_ARM64_REG_{key}"
+        if hasattr(a64, attribute):
+            self.uc.reg_write(getattr(a64, attribute), value)
+            return
+        try:
+            self.uc.reg_write(a64.UC_ARM64_REG_CP_REG, cp_reg(key) + (value,))
+        except ValueError:
+            raise ValueError(f"no register named {name!r}") from None
+        self.mmu.forget_registers()  # it may be one that shapes translation
 
     def read_sysreg(self, name: str) -> int:
         """A system register by its architectural name (``VBAR_EL2``), as the guest
@@ -322,6 +367,160 @@ class Machine:
     def fetch_pa(self, va: int) -> int | None:
         """Where an instruction fetch from VA goes now (None: it faults)."""
         return self.mmu.fetch_pa(va)
+
+    # -- debugging: memory, breakpoints, watchpoints, stepping -----------------
+
+    def data_pa(self, va: int, write: bool = False) -> int | None:
+        """Where a load (a store with ``write``) of VA would go now: through the
+        architectural TLB entry that covers it (stale or not, as the CPU may use
+        it), else through the tables; None when it faults."""
+        regime = self.mmu.regime()
+        if regime.mmu_enabled:
+            entry = self.tlb.lookup(regime.name.value, va, regime_asid(regime))
+            needed = UC_PROT_WRITE if write else UC_PROT_READ
+            if entry is not None and entry.perms & needed:
+                return entry.pa_page | (va & ~PAGE_MASK)
+        result = self.mmu.translate(va, Access.WRITE if write else Access.READ)
+        return result.pa if isinstance(result, Translation) else None
+
+    def read_memory(self, address: int, size: int, *, physical: bool = False) -> bytes:
+        """``size`` bytes at a VA as the CPU would load them now, or at a PA;
+        :class:`MemoryAccessError` naming the first address that cannot be read."""
+        out = bytearray()
+        while len(out) < size:
+            here = address + len(out)
+            chunk = min(size - len(out), 0x1000 - (here & 0xFFF))
+            pa = here if physical else self.data_pa(here)
+            data = self.read_physical(pa, chunk) if pa is not None else None
+            if data is None:
+                raise MemoryAccessError(here, "translation fault" if pa is None else
+                                        f"no memory at PA {pa:#x}")
+            out += data
+        return bytes(out)
+
+    def write_memory(self, address: int, data: bytes, *, physical: bool = False) -> None:
+        """Write bytes at a VA (through the current translation, as a store) or a PA."""
+        done = 0
+        while done < len(data):
+            here = address + done
+            chunk = min(len(data) - done, 0x1000 - (here & 0xFFF))
+            pa = here if physical else self.data_pa(here, write=True)
+            if pa is None:
+                raise MemoryAccessError(here, "translation fault")
+            try:
+                self.uc.mem_write(pa, data[done:done + chunk])
+            except UcError:
+                raise MemoryAccessError(here, f"no memory at PA {pa:#x}") from None
+            # Code translated from there, and walks through a table there, are stale.
+            self.mmu.forget_walks_through(pa)
+            done += chunk
+        self.uc.ctl_flush_tb()
+
+    @property
+    def breakpoints(self) -> tuple[Breakpoint, ...]:
+        return tuple(sorted(self._breakpoints, key=lambda b: (b.physical, b.address)))
+
+    def add_breakpoint(self, address: int, *, physical: bool = False) -> Breakpoint:
+        """Stop every later run in front of the instruction at a VA (or a PA):
+        see :mod:`emu.machine.debugging` for the aliases it also watches."""
+        breakpoint = Breakpoint(address, physical)
+        self._breakpoints.add(breakpoint)
+        return breakpoint
+
+    def remove_breakpoint(self, breakpoint: Breakpoint) -> None:
+        self._breakpoints.discard(breakpoint)
+
+    def _breakpoint_hooks(self) -> dict[int, set[int] | None]:
+        """Code-hook address -> the PAs it must be fetched from to stop (None: any)."""
+        hooks: dict[int, set[int] | None] = {}
+        image = self.image
+        for bp in self._breakpoints:
+            if bp.physical:
+                aliases = {bp.address}
+                if image.in_image(bp.address, physical=True):
+                    aliases.add(image.link(bp.address))
+                for va in aliases:
+                    wanted = hooks.setdefault(va, set())
+                    if wanted is not None:
+                        wanted.add(bp.address)
+            else:
+                hooks[bp.address] = None
+                if image.in_image(bp.address, physical=False):
+                    # The same instruction at its physical alias (MMU off, identity map).
+                    hooks[image.physical(bp.address)] = None
+        return hooks
+
+    @property
+    def watchpoints(self) -> tuple[Watchpoint, ...]:
+        return tuple(sorted(self._watchpoints, key=lambda w: (w.address, w.length)))
+
+    def add_watchpoint(self, address: int, length: int = 8,
+                       kind: WatchKind = WatchKind.WRITE) -> Watchpoint:
+        """Stop every later run before an access of ``kind`` to VA [address, address + length)."""
+        if length <= 0:
+            raise ValueError("a watchpoint covers at least one byte")
+        watchpoint = Watchpoint(address, length, WatchKind(kind))
+        self._watchpoints.add(watchpoint)
+        return watchpoint
+
+    def remove_watchpoint(self, watchpoint: Watchpoint) -> None:
+        self._watchpoints.discard(watchpoint)
+
+    def _on_watched(self, uc: Uc, access: int, address: int, size: int, value: int,
+                    _user_data) -> None:
+        """UC_HOOK_MEM_READ/WRITE over the watched range: note a hit, with what
+        undoes the access, and stop (see :mod:`emu.machine.debugging`)."""
+        if self._watch_hit is not None:
+            return
+        write = access == UC_MEM_WRITE
+        watchpoint = next((w for w in self.watchpoints
+                           if w.overlaps(address, size) and w.kind.covers(write)), None)
+        if watchpoint is None:
+            return
+        pc = self.pc
+        index = self.index_at(pc)
+        if index == self._last_stop_index:
+            return  # the access the last run stopped in front of: let it happen
+        pa = old = None
+        if write:
+            pa = self.data_pa(address, write=True)
+            old = self.read_physical(pa, size) if pa is not None else None
+        hit = WatchHit(watchpoint, pc, index, address, size, write,
+                       value & ((1 << (8 * size)) - 1) if write else None)
+        self._watch_hit = (hit, uc.context_save(), pa, old)
+        uc.emu_stop()
+
+    def _stop_at_watch(self) -> Stop:
+        """Undo the access that hit a watchpoint and stop in front of it."""
+        assert self._watch_hit is not None
+        hit, context, pa, old = self._watch_hit
+        self._watch_hit = None
+        self.uc.context_restore(context)  # type: ignore[arg-type]
+        if pa is not None and old is not None:
+            self.uc.mem_write(pa, old)
+        self._pause_pc = None
+        self._counter.set(hit.index, hit.pc)
+        what = (f"write of {hit.value:#x} ({hit.size} bytes)" if hit.write
+                else f"read of {hit.size} bytes")
+        return Stop(StopKind.WATCHPOINT, hit.pc, hit.index,
+                    f"watchpoint: {what} at {hit.address:#x} by the instruction at "
+                    f"{hit.pc:#x} ({self.symbolize(hit.pc)}), stopped before it",
+                    detail=(f"{hit.watchpoint.kind.value} {hit.watchpoint.address:#x}"
+                            f"+{hit.watchpoint.length}",))
+
+    def step(self, count: int = 1) -> Stop:
+        """Execute ``count`` instructions (fewer if a breakpoint, watchpoint or
+        stop comes first) and stop; the stop says which."""
+        if count <= 0:
+            raise ValueError("step at least one instruction")
+        start = self.index_now()
+        stop = self.run(max_insns=start + count)
+        if stop.kind is StopKind.BUDGET:
+            done = stop.index - start
+            return Stop(StopKind.STEPPED, stop.pc, stop.index,
+                        f"stepped {done} instruction{'s' if done != 1 else ''} to {stop.pc:#x} "
+                        f"({self.symbolize(stop.pc, self.mmu.executed_pa(stop.pc))})")
+        return stop
 
     # -- what the machine's parts report ---------------------------------------
 
@@ -454,6 +653,17 @@ class Machine:
             uc.hook_del(self._instruction_hook)
             self._instruction_hook = None
             uc.ctl_flush_tb()
+        if frozenset(self._watchpoints) != self._watch_installed:
+            if self._watch_hook is not None:
+                uc.hook_del(self._watch_hook)
+                self._watch_hook = None
+            if self._watchpoints:
+                low = min(w.address for w in self._watchpoints)
+                high = max(w.address + w.length for w in self._watchpoints) - 1
+                self._watch_hook = uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE,
+                                               self._on_watched, None, low, high)
+            self._watch_installed = frozenset(self._watchpoints)
+            uc.ctl_flush_tb()  # translated code calls memory hooks only if they existed then
         if self._memory_watchers and self._memory_hook is None:
             self._memory_hook = uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_memory)
             uc.ctl_flush_tb()  # translated code calls memory hooks only if they existed then
@@ -509,19 +719,64 @@ class Machine:
         """Write the registers an exception entry writes, then jump to the vector."""
         self._delivery.take_exception(taken)
 
-    def run(self, until: Iterable[int] = (), max_insns: int = DEFAULT_MAX_INSNS) -> Stop:
-        """Run until PC is one of ``until``, the total budget is spent, or the guest stops.
+    def run(self, until: Iterable[int | str] | int | str = (),
+            max_insns: int = DEFAULT_MAX_INSNS) -> Stop:
+        """Run until PC is one of ``until``, a breakpoint or watchpoint, the
+        total budget is spent, or the guest stops.
 
-        ``max_insns`` counts from the machine's reset, so repeated runs share one budget.
+        ``until`` is an address, a place (``"switch_ttbr"``, ``"head+0x14"``:
+        a symbol at its link address and its physical alias), ``"#N"`` (once N
+        instructions have executed), or a list of them.  ``max_insns`` counts
+        from the machine's reset, so repeated runs share one budget.  A run
+        that starts where the last one stopped goes past that place first (as
+        a debugger's continue does).
         """
-        exits = sorted(set(until))
+        exits, counts = self._resolve_until(until)
+        if counts and min(counts) <= max_insns:
+            count = min(counts)
+            stop = self._run(exits, count)
+            if stop.kind is StopKind.BUDGET and stop.index == count:
+                pc = stop.pc
+                stop = Stop(StopKind.ARRIVED, pc, count, f"arrived at #{count}, {pc:#x} "
+                            f"({self.symbolize(pc, self.mmu.executed_pa(pc))})")
+            return stop
+        return self._run(exits, max_insns)
+
+    def _resolve_until(self, until: Iterable[int | str] | int | str) -> tuple[list[int], list[int]]:
+        """(addresses, instruction counts) of a run's ``until``."""
+        # The targets module builds on the machine; it names places for both.
+        from emu.machine.targets import addresses_of, parse_target
+
+        items = [until] if isinstance(until, int | str) else list(until)
+        addresses: set[int] = set()
+        counts: list[int] = []
+        for item in items:
+            if isinstance(item, int):
+                addresses.add(item)
+            elif item.strip().startswith("#"):
+                target = parse_target(item)
+                assert target.count is not None
+                counts.append(target.count)
+            else:
+                addresses.update(addresses_of(self.image, item))
+        return sorted(addresses), counts
+
+    def _run(self, exits: list[int], max_insns: int) -> Stop:
         uc = self.uc
         # Stops are range-bounded code hooks: Unicorn emits their call only for
         # the instruction at that address.  (Its own exits are not used: before
         # running, uc_emu_start probes a fetch near each exit address, which
         # would reach the MMU model as a fetch the guest never made.)
-        stop_hooks = [uc.hook_add(UC_HOOK_CODE, self._on_exit, None, address, address)
-                      for address in exits]
+        wanted: dict[int, set[int] | None] = dict.fromkeys(exits)
+        for address, pas in self._breakpoint_hooks().items():
+            if address in wanted and (wanted[address] is None or pas is None):
+                wanted[address] = None
+            elif address in wanted:
+                wanted[address] = (wanted[address] or set()) | (pas or set())
+            else:
+                wanted[address] = pas
+        stop_hooks = [uc.hook_add(UC_HOOK_CODE, self._on_exit, pas, address, address)
+                      for address, pas in sorted(wanted.items())]
         counter = self._counter
         self._running = True
         try:
@@ -556,6 +811,8 @@ class Machine:
                         if (error is None and not self._flush_pending and self._stop is None
                                 and not self._paused and not self._at_exit):
                             counter.set(max_insns, self.pc)
+                if self._watch_hit is not None:
+                    return self._finish(self._stop_at_watch())
                 self._resync_counter()
                 if self._stop is not None:  # the guest took an exception first
                     return self._finish(self._stop)
@@ -602,7 +859,11 @@ class Machine:
                 uc.hook_del(handle)
             self._apply_pending()
 
-    def _on_exit(self, uc: Uc, _address: int, _size: int, _user_data) -> None:
+    def _on_exit(self, uc: Uc, address: int, _size: int, pas: set[int] | None) -> None:
+        if self.index_at(address) == self._last_stop_index:
+            return  # where the last run stopped: continuing goes past it
+        if pas is not None and self.mmu.executed_pa(address) not in pas:
+            return  # a physical breakpoint's alias, fetched from elsewhere now
         self._at_exit = True
         uc.emu_stop()
 
@@ -619,6 +880,7 @@ class Machine:
 
     def _finish(self, stop: Stop) -> Stop:
         self._windows.on_run_end()
+        self._last_stop_index = stop.index
         return stop
 
     def _error_stop(self, err: UcError) -> Stop:

@@ -18,6 +18,8 @@ class StopKind(enum.StrEnum):
     POWER_OFF = "power-off"      # the guest asked the firmware to power off (PSCI SYSTEM_OFF)
     RESET = "reset"              # the guest asked the firmware to reset (PSCI SYSTEM_RESET)
     IDLE = "idle"                # the guest waits (WFI) for an interrupt that cannot come
+    STEPPED = "stepped"          # Machine.step executed the instructions it was asked to
+    WATCHPOINT = "watchpoint"    # an access hit a watchpoint (stopped before it)
 
 
 @dataclass(frozen=True)

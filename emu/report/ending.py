@@ -19,6 +19,8 @@ STOP_REASONS: dict[StopKind, str] = {
     StopKind.POWER_OFF: "the guest powered off (PSCI SYSTEM_OFF)",
     StopKind.RESET: "the guest asked for a reset (PSCI SYSTEM_RESET)",
     StopKind.IDLE: "the guest idles (WFI) waiting for an interrupt that cannot come",
+    StopKind.STEPPED: "it was stepped as far as asked",
+    StopKind.WATCHPOINT: "an access hit a watchpoint",
 }
 
 

@@ -1,0 +1,123 @@
+"""The machine's debugging API (issue 12): stepping, run targets, breakpoints by
+VA and by PA, watchpoints that stop before the access, memory by VA and PA, and
+registers by name.
+
+Expected values come from the program text and the architecture: each
+instruction below runs once in order; CurrentEL holds the EL in bits [3:2]
+(DDI 0487 C5.2.1), so 0x8 at EL2; an Arm watchpoint stops before the access
+completes (DDI 0487 D2.10.5), so after a write watchpoint the memory still
+holds its old value and the store's base register has not been written back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emu.board.board import Board
+from emu.checks.run import build_image
+from emu.machine.debugging import WatchKind
+from emu.machine.machine import Machine, MemoryAccessError
+from emu.machine.stop import StopKind
+
+PROGRAM = """\
+// debugging: loads, a post-indexed store and a loop; the MMU stays off.
+#define LINK_ADDRESS 0x40000000       // linked and loaded here: VA == PA
+    .text
+    .global _start
+_start:
+    adr     x2, value
+    mov     x5, #0
+load:
+    ldr     x2, [x2]                  // its own address register: runs once or breaks
+    add     x5, x5, #1
+    adr     x3, slot
+    mov     x4, #7
+store:
+    str     x4, [x3], #8
+    add     x5, x5, #1
+spin:
+    add     x5, x5, #1
+    b       spin
+    .balign 8
+value:  .quad 0x1234
+slot:   .quad 0
+"""
+
+
+@pytest.fixture
+def machine(tmp_path: Path) -> Machine:
+    source = tmp_path / "debugging.S"
+    source.write_text(PROGRAM)
+    return Machine(build_image(source, load_address=0x4000_0000), Board())
+
+
+def test_step_runs_exactly_the_instructions_asked(machine: Machine) -> None:
+    assert machine.reg("CurrentEL") == 0x8
+    stop = machine.step()
+    assert (stop.kind, stop.index, stop.pc) == (StopKind.STEPPED, 1, 0x4000_0004)
+    stop = machine.step(2)  # mov, ldr
+    assert (stop.kind, stop.index) == (StopKind.STEPPED, 3)
+    assert (machine.reg("x2"), machine.reg("x5")) == (0x1234, 0)
+
+
+def test_run_takes_symbols_offsets_counts_and_continues_past_a_hit(machine: Machine) -> None:
+    symbols = machine.image.symbols
+    stop = machine.run(until=["store"])
+    assert (stop.kind, stop.pc, stop.index) == (StopKind.ARRIVED, symbols["store"], 6)
+    stop = machine.run(until="store+4")
+    assert (stop.pc, stop.index) == (symbols["store"] + 4, 7)
+    # spin is a two-instruction loop: each continue comes back two later.
+    assert machine.run("spin").index == 8
+    assert machine.run("spin").index == 10
+    stop = machine.run("#15")
+    assert (stop.kind, stop.index, stop.message.startswith("arrived at #15")) == (
+        StopKind.ARRIVED, 15, True)
+
+
+def test_breakpoints_stop_without_a_target_and_by_physical_address(machine: Machine) -> None:
+    spin = machine.image.symbols["spin"]
+    breakpoint = machine.add_breakpoint(spin, physical=True)  # MMU off: VA == PA
+    stop = machine.run()
+    assert (stop.pc, stop.index) == (spin, 8)
+    assert machine.run().index == 10
+    machine.remove_breakpoint(breakpoint)
+    assert machine.run(max_insns=30).kind is StopKind.BUDGET
+
+
+def test_a_write_watchpoint_stops_before_the_store(machine: Machine) -> None:
+    slot = machine.image.symbols["slot"]
+    machine.add_watchpoint(slot, 8, WatchKind.WRITE)
+    stop = machine.run()
+    store = machine.image.symbols["store"]
+    assert (stop.kind, stop.pc, stop.index) == (StopKind.WATCHPOINT, store, 6)
+    assert machine.read_memory(slot, 8) == bytes(8)
+    assert machine.reg("x3") == slot
+    # Continuing performs the store once.
+    assert machine.run("spin").index == 8
+    assert machine.read_memory(slot, 8) == (7).to_bytes(8, "little")
+    assert machine.reg("x3") == slot + 8
+
+
+def test_a_read_watchpoint_stops_before_a_load_into_its_own_address(machine: Machine) -> None:
+    value = machine.image.symbols["value"]
+    machine.add_watchpoint(value, 8, WatchKind.READ)
+    stop = machine.run()
+    assert (stop.kind, stop.pc) == (StopKind.WATCHPOINT, machine.image.symbols["load"])
+    assert machine.reg("x2") == value  # the load undone: x2 still its address
+    assert machine.step().kind is StopKind.STEPPED
+    assert machine.reg("x2") == 0x1234
+
+
+def test_memory_by_virtual_and_physical_address(machine: Machine) -> None:
+    value = machine.image.symbols["value"]
+    assert machine.read_memory(value, 8) == (0x1234).to_bytes(8, "little")
+    assert machine.read_memory(value, 8, physical=True) == (0x1234).to_bytes(8, "little")
+    machine.write_memory(value, (0x5678).to_bytes(8, "little"))
+    machine.run("load+4")
+    assert machine.reg("x2") == 0x5678
+    with pytest.raises(MemoryAccessError, match="0x10"):
+        machine.read_memory(0x10, 4, physical=True)
+    with pytest.raises(ValueError, match="no register named 'X99'"):
+        machine.reg("X99")
