@@ -8,6 +8,7 @@ memory and TLB model still hold the state at that moment.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -55,6 +56,8 @@ class CheckContext:
         # Results several rules derive from the same event (e.g. the comparison
         # of the tables a TTBR write swaps), computed once: key -> value.
         self.shared: dict[object, object] = {}
+        # Told of every finding as it is made (a debugger stops on them).
+        self.on_finding: Callable[[Finding], None] | None = None
 
     @property
     def image(self) -> BootImage:
@@ -96,9 +99,11 @@ class Check(MachineObserver):
     def fire(
         self, index: int, pc: int, pa: int | None, message: str, evidence: tuple[str, ...] = ()
     ) -> None:
-        self.findings.append(
-            Finding(self.rule_id, index, pc, pa, self.context.symbolize(pc, pa), message, evidence)
-        )
+        finding = Finding(self.rule_id, index, pc, pa, self.context.symbolize(pc, pa), message,
+                          evidence)
+        self.findings.append(finding)
+        if self.context.on_finding is not None:
+            self.context.on_finding(finding)
 
     def finish(self, stop: Stop) -> None:
         """Called once when the run has ended."""

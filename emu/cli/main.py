@@ -10,6 +10,7 @@ import click
 
 from emu.cli.asm import asm
 from emu.cli.check import check
+from emu.cli.debug import debug
 from emu.cli.layout import layout
 from emu.cli.rules import rules
 from emu.cli.run import run_command
@@ -34,11 +35,12 @@ def main() -> None:
       bootemu trace --window 8       instructions around each MMU event
       bootemu run Image.gz --symbols vmlinux --until exit
                                      boot an arm64 Image (or ELF), print its console
+      bootemu debug --elf head.elf   a GDB server (gdb-multiarch head.elf -ex 'target remote :1234')
       bootemu rules                  what each rule catches
     """
 
 
-for command in (check, trace, walk, run_command, rules, layout, sweep, asm):
+for command in (check, trace, walk, run_command, debug, rules, layout, sweep, asm):
     main.add_command(command)
 
 

@@ -100,6 +100,11 @@ class BlockCounter:
         self._state.stopped_at_deadline = 0
         self._state.deadline = max(count, 1) if count is not None else 0
 
+    def stop_soon(self) -> None:
+        """Stop in front of the next block entered (from any thread: one aligned
+        store the native hook reads).  The run loop treats it as a deadline."""
+        self._state.deadline = 1
+
     @property
     def stopped_at_deadline(self) -> bool:
         """Whether the last run stopped because the deadline passed."""

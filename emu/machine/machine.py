@@ -193,6 +193,7 @@ class Machine:
         # Where the last run stopped (instruction count): a run starting there
         # goes past a breakpoint or watchpoint it stopped in front of.
         self._last_stop_index: int | None = None
+        self._interrupted = False  # set by interrupt(), from any thread
 
         self._counter = BlockCounter()
         self._probes = Probes(self)
@@ -508,6 +509,20 @@ class Machine:
                     detail=(f"{hit.watchpoint.kind.value} {hit.watchpoint.address:#x}"
                             f"+{hit.watchpoint.length}",))
 
+    def interrupt(self) -> None:
+        """Make the current (or next) run return soon with an ``INTERRUPTED``
+        stop; safe from another thread (a debugger's Ctrl-C).  The stop comes
+        between translation blocks, where Unicorn leaves no instruction half done."""
+        self._interrupted = True
+        self._counter.stop_soon()
+
+    def _interrupted_stop(self) -> Stop:
+        self._interrupted = False
+        pc = self.pc
+        return self._finish(Stop(StopKind.INTERRUPTED, pc, self.index_now(),
+                                 f"interrupted at {pc:#x} "
+                                 f"({self.symbolize(pc, self.mmu.executed_pa(pc))})"))
+
     def step(self, count: int = 1) -> Stop:
         """Execute ``count`` instructions (fewer if a breakpoint, watchpoint or
         stop comes first) and stop; the stop says which."""
@@ -792,6 +807,8 @@ class Machine:
                 counter.arm(max_insns)
                 counter.set_deadline(self.interrupts.deadline())
                 self._apply_pending()
+                if self._interrupted:
+                    return self._interrupted_stop()
                 # A pause asked between stretches (settling events) is done with.
                 self._paused = self._at_exit = False
                 self._pause_pc = None
@@ -816,6 +833,8 @@ class Machine:
                 self._resync_counter()
                 if self._stop is not None:  # the guest took an exception first
                     return self._finish(self._stop)
+                if self._interrupted and error is None:
+                    return self._interrupted_stop()
                 refused = self.mmu.refused_store
                 if error is not None and refused is not None and self.roms.to_device(refused):
                     # A store to flash in read-array mode, refused before it

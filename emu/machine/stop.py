@@ -20,6 +20,7 @@ class StopKind(enum.StrEnum):
     IDLE = "idle"                # the guest waits (WFI) for an interrupt that cannot come
     STEPPED = "stepped"          # Machine.step executed the instructions it was asked to
     WATCHPOINT = "watchpoint"    # an access hit a watchpoint (stopped before it)
+    INTERRUPTED = "interrupted"  # Machine.interrupt was called (a debugger's Ctrl-C)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ STOP_REASONS: dict[StopKind, str] = {
     StopKind.IDLE: "the guest idles (WFI) waiting for an interrupt that cannot come",
     StopKind.STEPPED: "it was stepped as far as asked",
     StopKind.WATCHPOINT: "an access hit a watchpoint",
+    StopKind.INTERRUPTED: "it was interrupted",
 }
 
 
