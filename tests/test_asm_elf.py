@@ -435,3 +435,130 @@ def test_load_address_sets_the_physical_addresses(head: tuple[Program, Path],
     write_elf(program, out, load_address=0x4000_0000)
     assert re.search(rf"LOAD\s+0x[0-9a-f]+ {program.base:#018x} 0x0000000040000000 ",
                      run("aarch64-linux-gnu-readelf", "-lW", out))
+
+
+# --------------------------------------------------------------------------
+# The physical alias: head.S linked at 0x8000200000, run at 0x40000000 first
+
+LOAD = 0x4000_0000
+
+
+@pytest.fixture(scope="module")
+def head_alias(head: tuple[Program, Path],
+               tmp_path_factory: pytest.TempPathFactory) -> tuple[Program, Path]:
+    program, _ = head
+    out = tmp_path_factory.mktemp("alias") / "head.elf"
+    write_elf(program, out, load_address=LOAD, physical_alias=True)
+    return program, out
+
+
+def symbol_rows(elf: Path, name: str) -> list[tuple[int, str, str, str]]:
+    """readelf -s: (value, type, binding, section index) of every symbol called ``name``."""
+    rows = []
+    for row in run("aarch64-linux-gnu-readelf", "-sW", elf).splitlines():
+        parts = row.split()
+        if len(parts) == 8 and parts[0][:-1].isdigit() and parts[7] == name:
+            rows.append((int(parts[1], 16), parts[3], parts[4], parts[6]))
+    return rows
+
+
+def test_alias_addr2line_names_head_s_lines_at_both_addresses(
+        head: tuple[Program, Path], head_alias: tuple[Program, Path]) -> None:
+    program, linked = head
+    _, elf = head_alias
+    switch = symbols(linked)["switch_ttbr_id"][0]
+    physical = LOAD + switch - program.base
+    assert (switch, physical) == (0x80_0020_1000, 0x4000_1000)
+    dsb = line_of(HEAD, r"^\s+dsb\s+sy\b", after=line_of(HEAD, r"^switch_ttbr_id:"))
+    isb = line_of(HEAD, r"^\s+isb\b", after=dsb)
+    start = symbols(linked)["_start"][0]
+    start_line = line_of(HEAD, r"^\s+mov\s+x21, x0\b", after=line_of(HEAD, r"^_start:"))
+    assert addr2line(elf, [physical, switch, physical + 4, switch + 4, LOAD, start]) == [
+        ("head.S", str(line)) for line in (dsb, dsb, isb, isb, start_line, start_line)]
+    # Past the last instruction, as at the link address: no line.
+    end = max(address for address, _text in disassembly(linked)) + 4
+    assert addr2line(elf, [LOAD + end - program.base]) == addr2line(linked, [end])
+
+
+def test_alias_symbols_and_loadable_contents(head: tuple[Program, Path],
+                                             head_alias: tuple[Program, Path],
+                                             tmp_path: Path) -> None:
+    program, linked = head
+    _, elf = head_alias
+    out = run("aarch64-linux-gnu-readelf", "-a", "-W", "--debug-dump", elf)
+    assert "warning" not in out.lower()
+    # Each label twice: at its link address and, in the NOBITS twin of .text,
+    # at its physical one.
+    switch = symbols(linked)["switch_ttbr_id"][0]
+    sections = run("aarch64-linux-gnu-readelf", "-SW", elf)
+    twin = re.search(r"\[\s*(\d+)\] \.phys\.text\s+NOBITS\s+0*40000000 ", sections)
+    assert twin, sections
+    assert symbol_rows(elf, "switch_ttbr_id") == [
+        (switch, "FUNC", "LOCAL", "1"), (0x4000_1000, "FUNC", "LOCAL", twin.group(1))]
+    table = symbols(linked)["boot_pgtable"][0]
+    assert [row[0] for row in symbol_rows(elf, "boot_pgtable")] == [
+        table, LOAD + table - program.base]
+    # The same loadable bytes and segments as without the alias.
+    plain = tmp_path / "plain.elf"
+    write_elf(program, plain, load_address=LOAD)
+    segments = re.findall(r"^\s+LOAD\s.*$", run("aarch64-linux-gnu-readelf", "-lW", elf), re.M)
+    assert segments == re.findall(r"^\s+LOAD\s.*$",
+                                  run("aarch64-linux-gnu-readelf", "-lW", plain), re.M)
+    assert len(segments) == 1
+    assert re.search(rf"LOAD\s+0x[0-9a-f]+ {program.base:#018x} {LOAD:#018x} ", segments[0])
+    flat = tmp_path / "alias.bin"
+    run("aarch64-linux-gnu-objcopy", "-O", "binary", elf, flat)
+    assert flat.read_bytes() == program.image
+    assert disassembly(elf) == disassembly(linked)
+
+
+@needs_gdb
+def test_gdb_names_the_physical_alias(head_alias: tuple[Program, Path]) -> None:
+    program, elf = head_alias
+    dsb = line_of(HEAD, r"^\s+dsb\s+sy\b", after=line_of(HEAD, r"^switch_ttbr_id:"))
+    out = gdb(elf, "info line *0x40001000", "break switch_ttbr_id", "info symbol 0x40001004",
+              "info breakpoints")
+    assert (f'Line {dsb} of "{HEAD}" starts at address 0x40001000 <switch_ttbr_id> '
+            f'and ends at 0x40001004 <switch_ttbr_id+4>.') in out
+    assert re.search(r"Breakpoint 1 at 0x[0-9a-f]+: switch_ttbr_id\. \(2 locations\)", out)
+    assert re.search(r"^switch_ttbr_id \+ 4 in section \S+$", out, re.M)
+    locations = re.findall(rf"^1\.\d\s+y\s+(0x[0-9a-f]+)\s+{re.escape(str(HEAD))}:(\d+)$",
+                           out, re.M)
+    assert sorted(locations) == [(f"{0x4000_1000:#018x}", str(dsb)),
+                                 (f"{program.base + 0x1000:#018x}", str(dsb))]
+
+
+def test_alias_only_where_the_physical_range_is_apart(small: tuple[Program, Path, Path]) -> None:
+    program, _, _ = small
+    plain = elf_bytes(program)
+    # Default off; at the link address or overlapping it, there is no alias.
+    assert elf_bytes(program, physical_alias=True) == plain
+    assert elf_bytes(program, load_address=program.base, physical_alias=True) == plain
+    assert (elf_bytes(program, load_address=program.base + 8, physical_alias=True)
+            == elf_bytes(program, load_address=program.base + 8))
+    far = 0x80_0000_0000
+    alias = ELFFile(io.BytesIO(elf_bytes(program, load_address=far, physical_alias=True)))
+    loaded = ELFFile(io.BytesIO(elf_bytes(program, load_address=far)))
+    assert [s.header for s in alias.iter_segments()] == [s.header for s in
+                                                          loaded.iter_segments()]
+    twins = {s.name: s for s in alias.iter_sections() if s.name.startswith(".phys")}
+    for section in program.sections:
+        twin = twins[".phys" + section.name]
+        assert twin["sh_type"] == "SHT_NOBITS" and twin["sh_size"] == section.size
+        assert twin["sh_addr"] == far + section.address - program.base
+    entries = [(sym.name, sym["st_value"], sym["st_info"]["bind"])
+               for sym in alias.get_section_by_name(".symtab").iter_symbols()]
+    for name, binding in (("entry", "STB_GLOBAL"), ("spare", "STB_WEAK"),
+                          ("helper", "STB_LOCAL"), ("value", "STB_LOCAL")):
+        value = program.symbols[name]
+        assert sorted(row for row in entries if row[0] == name) == [
+            (name, value, binding), (name, far + value - program.base, binding)]
+    # The compile unit covers both ranges.
+    dwarf = alias.get_dwarf_info()
+    unit = next(dwarf.iter_CUs())
+    offset = unit.get_top_DIE().attributes["DW_AT_ranges"].value
+    spans = [(entry.begin_offset, entry.end_offset)
+             for entry in dwarf.range_lists().get_range_list_at_offset(offset)]
+    text = next(s for s in program.sections if s.name == ".text")
+    assert spans == [(text.address, text.end),
+                     (far + text.address - program.base, far + text.end - program.base)]

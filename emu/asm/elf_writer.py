@@ -39,8 +39,36 @@ written as the assembler named them, relative names being relative to
 ``comp_dir`` (by default the current directory, the one the source was named
 from).
 
-For a debugger session of the same program (a future ``bootemu debug
---elf``), call :func:`write_elf` with the :class:`Program` being run.
+The physical alias (``physical_alias=True``, with a ``load_address`` other
+than the link address): boot code runs at its physical address while the MMU
+is off or identity-maps it (asm/head.S, linked at 0x8000200000 and loaded at
+0x40000000, runs ``switch_ttbr_id`` at 0x40001000), where a table of link
+addresses names nothing.  So the file also describes the program at
+``load_address + (address - base)``:
+
+* the line table has each sequence twice, at the link and at the physical
+  addresses (same files and lines), and the compile unit covers both
+  through ``DW_AT_ranges`` (``.debug_ranges``) instead of low/high pc;
+* each section has an ``SHT_NOBITS`` twin named ``.phys`` + its name (same
+  size, flags and alignment) at its physical address, in no segment, and
+  each label in a section a copy (same name, type, binding, size) at its
+  physical address in its section's twin: ``break switch_ttbr_id`` sets two
+  locations, ``info symbol 0x40001000`` names ``switch_ttbr_id``.
+
+The twins are what make the copies usable: GDB looks a pc's symbol up (frame
+names, ``info symbol``, ``x/i``) and addr2line its line only within an
+allocated section holding the pc, and GDB does not set a breakpoint on an
+``SHN_ABS`` symbol (it takes it for data); a copy given its section's index
+but lying outside that section, or an absolute one, names nothing there.  An
+``SHT_NOBITS`` section takes no file space and is no part of a flat binary
+(``objcopy -O binary``) or of what ``load`` writes, so the loadable bytes,
+sections and ``PT_LOAD`` segments are those of the file without the alias;
+readelf accepts such sections without a word.  Without a process GDB reads
+them as zeros.  No alias is written when the physical and link ranges
+overlap (an address would have two lines).
+
+For a debugger session of the same program, ``bootemu debug --elf`` calls
+:func:`write_elf` with the :class:`Program` being run and its physical alias.
 """
 
 from __future__ import annotations
@@ -77,6 +105,7 @@ _DW_TAG_compile_unit = 0x11
 _DW_CHILDREN_no = 0
 _DW_AT_name, _DW_AT_stmt_list, _DW_AT_low_pc, _DW_AT_high_pc = 0x03, 0x10, 0x11, 0x12
 _DW_AT_language, _DW_AT_comp_dir, _DW_AT_producer = 0x13, 0x1B, 0x25
+_DW_AT_ranges = 0x55
 _DW_FORM_addr, _DW_FORM_data2, _DW_FORM_data8 = 0x01, 0x05, 0x07
 _DW_FORM_string, _DW_FORM_sec_offset = 0x08, 0x17
 _DW_LANG_Mips_Assembler = 0x8001
@@ -90,6 +119,8 @@ _PRODUCER = "bootemu asm"
 _ALIGNMENT_DIRECTIVES = frozenset({".align", ".balign", ".p2align", ".balignw", ".balignl",
                                    ".p2alignw", ".p2alignl"})
 _MASK64 = (1 << 64) - 1
+# The section at the physical alias of a section ".text" is ".phys.text".
+_ALIAS_PREFIX = ".phys"
 
 
 # --------------------------------------------------------------------------
@@ -97,7 +128,7 @@ _MASK64 = (1 << 64) - 1
 
 
 def elf_bytes(program: Program, *, comp_dir: str | None = None,
-              load_address: int | None = None) -> bytes:
+              load_address: int | None = None, physical_alias: bool = False) -> bytes:
     """The ELF64 AArch64 executable of ``program`` (see the module docstring).
 
     ``comp_dir`` is the directory relative source names are relative to (the
@@ -105,15 +136,23 @@ def elf_bytes(program: Program, *, comp_dir: str | None = None,
     ``load_address`` is the physical address the program's first byte is
     loaded at (the segments' ``p_paddr``, as a linker script's ``AT()``
     gives); by default the link address, as GNU ld gives.
+
+    ``physical_alias`` also describes the program where it runs before the
+    MMU maps it (see "The physical alias" in the module docstring): with a
+    ``load_address`` other than the link address, the line table and the
+    symbol table name each instruction and label at its physical address
+    too.  The loaded bytes and segments are the same either way.
     """
     return _ElfWriter(program, os.getcwd() if comp_dir is None else comp_dir,
-                      program.base if load_address is None else load_address).build()
+                      program.base if load_address is None else load_address,
+                      physical_alias).build()
 
 
 def write_elf(program: Program, path: str | Path, *, comp_dir: str | None = None,
-              load_address: int | None = None) -> None:
+              load_address: int | None = None, physical_alias: bool = False) -> None:
     """Write :func:`elf_bytes` of ``program`` to ``path``."""
-    Path(path).write_bytes(elf_bytes(program, comp_dir=comp_dir, load_address=load_address))
+    Path(path).write_bytes(elf_bytes(program, comp_dir=comp_dir, load_address=load_address,
+                                     physical_alias=physical_alias))
 
 
 # --------------------------------------------------------------------------
@@ -276,11 +315,13 @@ def _debug_line(sequences: list[_Sequence]) -> bytes:
     return struct.pack("<I", len(unit)) + unit
 
 
-def _debug_abbrev() -> bytes:
-    attributes = [(_DW_AT_stmt_list, _DW_FORM_sec_offset), (_DW_AT_low_pc, _DW_FORM_addr),
-                  (_DW_AT_high_pc, _DW_FORM_data8), (_DW_AT_name, _DW_FORM_string),
-                  (_DW_AT_comp_dir, _DW_FORM_string), (_DW_AT_producer, _DW_FORM_string),
-                  (_DW_AT_language, _DW_FORM_data2)]
+def _debug_abbrev(ranges: bool = False) -> bytes:
+    """The compile unit's abbreviation: its extent as low/high pc, or as ranges."""
+    extent = ([(_DW_AT_low_pc, _DW_FORM_addr), (_DW_AT_ranges, _DW_FORM_sec_offset)] if ranges
+              else [(_DW_AT_low_pc, _DW_FORM_addr), (_DW_AT_high_pc, _DW_FORM_data8)])
+    attributes = [(_DW_AT_stmt_list, _DW_FORM_sec_offset), *extent,
+                  (_DW_AT_name, _DW_FORM_string), (_DW_AT_comp_dir, _DW_FORM_string),
+                  (_DW_AT_producer, _DW_FORM_string), (_DW_AT_language, _DW_FORM_data2)]
     out = bytearray(_uleb(1) + _uleb(_DW_TAG_compile_unit) + bytes([_DW_CHILDREN_no]))
     for attribute, form in attributes:
         out += _uleb(attribute) + _uleb(form)
@@ -288,11 +329,23 @@ def _debug_abbrev() -> bytes:
     return bytes(out)
 
 
-def _debug_info(name: str, comp_dir: str, low: int, high: int) -> bytes:
-    die = (_uleb(1) + struct.pack("<IQQ", 0, low, high - low) + _cstr(name) + _cstr(comp_dir)
+def _debug_info(name: str, comp_dir: str, low: int, high: int, ranges: bool = False) -> bytes:
+    """The compile unit: over ``low``..``high``, or (``ranges``) over ``.debug_ranges``' list.
+
+    With ranges, ``DW_AT_low_pc`` is 0 (the base address of the list's
+    absolute entries) and ``DW_AT_ranges`` the list's offset, 0, as GNU as
+    writes them for a unit in several sections.
+    """
+    extent = struct.pack("<QI", 0, 0) if ranges else struct.pack("<QQ", low, high - low)
+    die = (_uleb(1) + struct.pack("<I", 0) + extent + _cstr(name) + _cstr(comp_dir)
            + _cstr(_PRODUCER) + struct.pack("<H", _DW_LANG_Mips_Assembler))
     unit = struct.pack("<HIB", 4, 0, 8) + die
     return struct.pack("<I", len(unit)) + unit
+
+
+def _debug_ranges(ranges: list[tuple[int, int]]) -> bytes:
+    """A DWARF 4 range list: (start, end) pairs in address order, then the end of list."""
+    return b"".join(struct.pack("<QQ", start, end) for start, end in sorted(ranges)) + bytes(16)
 
 
 # --------------------------------------------------------------------------
@@ -324,11 +377,42 @@ def _section_flags(section: ProgramSection) -> int:
 
 
 class _ElfWriter:
-    def __init__(self, program: Program, comp_dir: str, load_address: int) -> None:
+    def __init__(self, program: Program, comp_dir: str, load_address: int,
+                 physical_alias: bool = False) -> None:
         self.program = program
         self.comp_dir = comp_dir
         self.load_address = load_address
         self.image_offset = 0  # file offset of the program's first byte, set by build()
+        # physical address - link address, when the physical alias is described
+        self.alias = self._alias_offset() if physical_alias else None
+
+    def _alias_offset(self) -> int | None:
+        """How far the physical alias is from the link address; None for no alias.
+
+        No alias when the program is loaded at its link address, nor when the
+        two ranges overlap (an address would then have two lines and two
+        labels), nor when the alias would not fit below 2**64.
+        """
+        program = self.program
+        size = max([len(program.code), *(section.end - program.base
+                                          for section in program.sections)])
+        start, base = self.load_address, program.base
+        if start < 0 or start + size > 1 << 64 or (start < base + size and base < start + size):
+            return None
+        return start - base
+
+    def _alias_sections(self, sections: list[_Section]) -> list[_Section]:
+        """An ``SHT_NOBITS`` twin of each section at its physical alias.
+
+        The alias symbols are in these rather than ``SHN_ABS`` or in the
+        linked sections (see "The physical alias" in the module docstring):
+        gdb and addr2line name only addresses inside an allocated section,
+        and gdb breaks on no absolute symbol.
+        """
+        assert self.alias is not None
+        return [_Section(_ALIAS_PREFIX + section.name, _SHT_NOBITS, section.flags,
+                         (section.address + self.alias) & _MASK64, b"", section.size,
+                         section.align) for section in sections]
 
     # Sections of the program --------------------------------------------
 
@@ -376,7 +460,12 @@ class _ElfWriter:
     # Symbols ---------------------------------------------------------------
 
     def _symbols(self, sections: list[_Section], strtab: _StringTable) -> tuple[bytes, int]:
-        """``.symtab``'s bytes (section indexes from 1 in ``sections``), first global index."""
+        """``.symtab``'s bytes (section indexes from 1 in ``sections``), first global index.
+
+        With the physical alias, each label in a section has a copy (same name,
+        type, binding and size) at its physical address, in the alias of its
+        section, whose index follows all of ``sections``.
+        """
         program = self.program
         index_of = {section.name: number for number, section in enumerate(sections, 1)}
 
@@ -388,6 +477,8 @@ class _ElfWriter:
 
         local: list[tuple[int, str, int, int, int]] = []  # (value, name, type, shndx, size)
         bound: list[tuple[int, str, int, int, int, int]] = []
+        alias_local: list[tuple[int, str, int, int, int]] = []
+        alias_bound: list[tuple[int, str, int, int, int, int]] = []
         source = program.source or "program"
         local.append((0, posixpath.basename(source) or source, _STT_FILE, _SHN_ABS, 0))
         entries: dict[str, tuple[int, int]] = {}
@@ -409,12 +500,20 @@ class _ElfWriter:
                     kind = _STT_FUNC
                 elif kinds.get(section.name) != "text" and size:
                     kind = _STT_OBJECT
-            if name in program.weak_symbols:
-                bound.append((value, name, kind, shndx, size, _STB_WEAK))
-            elif name in program.global_symbols:
-                bound.append((value, name, kind, shndx, size, _STB_GLOBAL))
-            else:
+            binding = (_STB_WEAK if name in program.weak_symbols
+                       else _STB_GLOBAL if name in program.global_symbols else _STB_LOCAL)
+            if binding == _STB_LOCAL:
                 local.append((value, name, kind, shndx, size))
+            else:
+                bound.append((value, name, kind, shndx, size, binding))
+            if self.alias is not None and shndx != _SHN_ABS and name in program.symbols:
+                alias = ((value + self.alias) & _MASK64, name, kind, shndx + len(sections), size)
+                if binding == _STB_LOCAL:
+                    alias_local.append(alias)
+                else:
+                    alias_bound.append((*alias, binding))
+        local.extend(alias_local)
+        bound.extend(alias_bound)
         local.extend(self._mapping_symbols(sections))
         table = bytearray(_SYM.size)  # the null symbol
         for value, name, kind, shndx, size in local:
@@ -460,27 +559,42 @@ class _ElfWriter:
     def build(self) -> bytes:
         program = self.program
         sections = self._program_sections()
+        alias_sections = [] if self.alias is None else self._alias_sections(sections)
         sequences = _sequences(program)
         if sequences:
             low = sequences[0].rows[0][0]
             high = max(sequence.end for sequence in sequences)
         else:
             low = high = program.base
+        # The physical alias: the same rows again, at the physical addresses,
+        # and a compile unit over both ranges (gdb and addr2line look an
+        # address up in the unit's ranges before its line table).
+        ranges = self.alias is not None and bool(sequences)
+        if ranges:
+            assert self.alias is not None
+            delta = self.alias
+            sequences = sequences + [
+                _Sequence([(address + delta, file, line) for address, file, line in sequence.rows],
+                          sequence.end + delta) for sequence in sequences]
         debug = [
-            _Section(".debug_abbrev", _SHT_PROGBITS, 0, 0, _debug_abbrev(), 0, 1),
+            _Section(".debug_abbrev", _SHT_PROGBITS, 0, 0, _debug_abbrev(ranges), 0, 1),
             _Section(".debug_info", _SHT_PROGBITS, 0, 0,
-                     _debug_info(program.source, self.comp_dir, low, high), 0, 1),
+                     _debug_info(program.source, self.comp_dir, low, high, ranges), 0, 1),
             _Section(".debug_line", _SHT_PROGBITS, 0, 0, _debug_line(sequences), 0, 1),
         ]
+        if ranges:
+            debug.append(_Section(".debug_ranges", _SHT_PROGBITS, 0, 0,
+                                  _debug_ranges([(low, high), (low + delta, high + delta)]),
+                                  0, 1))
         strtab = _StringTable()
         symtab_data, first_global = self._symbols(sections, strtab)
-        symtab_index = len(sections) + len(debug) + 1
+        symtab_index = len(sections) + len(alias_sections) + len(debug) + 1
         symtab = _Section(".symtab", _SHT_SYMTAB, 0, 0, symtab_data, 0, 8,
                           link=symtab_index + 1, info=first_global, entsize=_SYM.size)
         strtab_section = _Section(".strtab", _SHT_STRTAB, 0, 0, b"", 0, 1)
         shstrtab = _StringTable()
         shstrtab_section = _Section(".shstrtab", _SHT_STRTAB, 0, 0, b"", 0, 1)
-        every = [*sections, *debug, symtab, strtab_section, shstrtab_section]
+        every = [*sections, *alias_sections, *debug, symtab, strtab_section, shstrtab_section]
         names = [shstrtab.add(section.name) for section in every]
         strtab_section.data = bytes(strtab.data)
         shstrtab_section.data = bytes(shstrtab.data)
@@ -496,6 +610,9 @@ class _ElfWriter:
         image = program.image
         for section in sections:
             section.offset = self.image_offset + section.address - program.base
+        if alias_sections:
+            for section, alias in zip(sections, alias_sections, strict=True):
+                alias.offset = section.offset  # nominal, as for any SHT_NOBITS section
         offset = self.image_offset + len(image)
         for section in [*debug, symtab, strtab_section, shstrtab_section]:
             offset = _align(offset, section.align)
