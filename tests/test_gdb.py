@@ -240,3 +240,27 @@ def test_ctrl_c_interrupts_a_running_guest(tmp_path: Path) -> None:
         assert time.monotonic() - started < 1.0
         # It ran: x0 counts the loop's iterations.
         assert int.from_bytes(bytes.fromhex(_exchange(sock, b"p0").decode()), "little") > 1000
+
+
+def test_reverse_continue_goes_back_to_the_previous_breakpoint_hit(tmp_path: Path) -> None:
+    """zero_bss's loop stores 16 bytes a turn with a post-indexed stp, from
+    __bss_start's physical address (it runs with the MMU off): in front of the
+    stp, x0 is __bss_start + 16 * k at the k-th hit."""
+    elf = tmp_path / "head.elf"
+    line = _line_of(HEAD.read_text(), "stp     xzr, xzr, [x0], #16", after="zero_bss:")
+    with server("--elf", str(elf)) as port:
+        out = gdb(port, f"break head.S:{line}", "continue", "p/x $x0", "continue",
+                  "continue", "p/x $x0", "reverse-continue", "p/x $x0", "reverse-stepi",
+                  "reverse-nexti", "p/x $x0", elf=elf)
+    first = _value(out, "1")
+    assert _value(out, "2") == first + 32
+    assert _value(out, "3") == first + 16
+    # Two instructions back from the stp are the loop's b.hs and cmp: x0 unchanged.
+    assert _value(out, "4") == first + 16
+
+
+def test_a_client_can_detach_and_another_finds_the_guest_where_it_was() -> None:
+    with server() as port:
+        first = gdb(port, "break *0x40001000", "continue", "p/x $pc", "detach")
+        second = gdb(port, "p/x $pc", "p/x $TTBR0_EL2")
+    assert _value(first, "1") == _value(second, "1") == LOAD + 0x1000
