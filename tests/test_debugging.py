@@ -121,3 +121,25 @@ def test_memory_by_virtual_and_physical_address(machine: Machine) -> None:
         machine.read_memory(0x10, 4, physical=True)
     with pytest.raises(ValueError, match="no register named 'X99'"):
         machine.reg("X99")
+
+
+def test_a_physical_watchpoint_catches_stores_with_the_mmu_off_and_on() -> None:
+    """head.S's runtime_pgtable (loaded at PA 0x40007000) is cleared by zero_bss
+    with the MMU off, then written by create_runtime_page_tables, which
+    primary_switched calls at the link address with the MMU on (head.S: "the
+    first code run at the link address"); its entry 0 is a table descriptor
+    (bits [1:0] = 0b11, DDI 0487 D8.3.1)."""
+    head = Path(__file__).resolve().parent.parent / "asm" / "head.S"
+    machine = Machine(build_image(head), Board())
+    machine.add_watchpoint(0x4000_7000, 8, WatchKind.WRITE, physical=True)
+    first = machine.run()
+    assert first.kind is StopKind.WATCHPOINT and first.pc < 0x80_0000_0000
+    assert machine.reg("SCTLR_EL2") & 1 == 0
+    second = machine.run()
+    while second.kind is StopKind.WATCHPOINT and second.pc < 0x80_0000_0000:
+        second = machine.run()  # zero_bss's later stores to the same 16 bytes, if any
+    assert second.kind is StopKind.WATCHPOINT, second.message
+    assert machine.reg("SCTLR_EL2") & 1 == 1
+    assert machine.image.symbolize(second.pc).startswith("create_runtime_page_tables")
+    value = int(second.message.split("write of ")[1].split()[0], 16)
+    assert value & 0b11 == 0b11

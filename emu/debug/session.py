@@ -60,7 +60,7 @@ class DebugSession:
         self.break_on_finding = break_on_finding
         self.physical = False  # memory accesses by PA (QEMU's PhyMemMode)
         self._breakpoints: dict[tuple[int, bool], Breakpoint] = {}
-        self._watchpoints: dict[tuple[int, int, WatchKind], Watchpoint] = {}
+        self._watchpoints: dict[tuple[int, int, WatchKind, bool], Watchpoint] = {}
         # Client edits, by the instruction count they were made at, in order.
         self._edits: list[tuple[int, Edit]] = []
         self._replaying = False
@@ -119,12 +119,14 @@ class DebugSession:
             self.machine.remove_breakpoint(breakpoint)
 
     def add_watchpoint(self, address: int, length: int, kind: WatchKind) -> None:
-        key = (address, length, kind)
+        """A watchpoint on VAs, or on PAs in physical mode."""
+        key = (address, length, kind, self.physical)
         if key not in self._watchpoints:
-            self._watchpoints[key] = self.machine.add_watchpoint(address, length, kind)
+            self._watchpoints[key] = self.machine.add_watchpoint(address, length, kind,
+                                                                 physical=self.physical)
 
     def remove_watchpoint(self, address: int, length: int, kind: WatchKind) -> None:
-        watchpoint = self._watchpoints.pop((address, length, kind), None)
+        watchpoint = self._watchpoints.pop((address, length, kind, self.physical), None)
         if watchpoint is not None:
             self.machine.remove_watchpoint(watchpoint)
 
@@ -209,7 +211,8 @@ class DebugSession:
         for breakpoint in self._breakpoints.values():
             machine.add_breakpoint(breakpoint.address, physical=breakpoint.physical)
         for watchpoint in self._watchpoints.values():
-            machine.add_watchpoint(watchpoint.address, watchpoint.length, watchpoint.kind)
+            machine.add_watchpoint(watchpoint.address, watchpoint.length, watchpoint.kind,
+                                   physical=watchpoint.physical)
         return stop
 
     def reverse_step(self) -> StopReport:
@@ -239,7 +242,8 @@ class DebugSession:
             for breakpoint in self._breakpoints.values():
                 search.add_breakpoint(breakpoint.address, physical=breakpoint.physical)
             for watchpoint in self._watchpoints.values():
-                search.add_watchpoint(watchpoint.address, watchpoint.length, watchpoint.kind)
+                search.add_watchpoint(watchpoint.address, watchpoint.length, watchpoint.kind,
+                                      physical=watchpoint.physical)
             while search.index_now() < now:
                 stop = search.run(max_insns=now)
                 if stop.index >= now or stop.kind not in (StopKind.ARRIVED,

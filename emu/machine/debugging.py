@@ -50,11 +50,14 @@ class Breakpoint:
 
 @dataclass(frozen=True)
 class Watchpoint:
-    """Stop before an access of ``kind`` to any byte of VA [address, address + length)."""
+    """Stop before an access of ``kind`` to any byte of VA [address, address +
+    length), or with ``physical`` of PA [address, address + length) (an access
+    through the VA == PA or link alias of it, as for physical breakpoints)."""
 
     address: int
     length: int
     kind: WatchKind = WatchKind.WRITE
+    physical: bool = False
 
     def overlaps(self, address: int, size: int) -> bool:
         return address < self.address + self.length and self.address < address + size

@@ -456,16 +456,29 @@ class Machine:
         return tuple(sorted(self._watchpoints, key=lambda w: (w.address, w.length)))
 
     def add_watchpoint(self, address: int, length: int = 8,
-                       kind: WatchKind = WatchKind.WRITE) -> Watchpoint:
-        """Stop every later run before an access of ``kind`` to VA [address, address + length)."""
+                       kind: WatchKind = WatchKind.WRITE, *, physical: bool = False) -> Watchpoint:
+        """Stop every later run before an access of ``kind`` to [address,
+        address + length): VAs, or PAs with ``physical``."""
         if length <= 0:
             raise ValueError("a watchpoint covers at least one byte")
-        watchpoint = Watchpoint(address, length, WatchKind(kind))
+        watchpoint = Watchpoint(address, length, WatchKind(kind), physical)
         self._watchpoints.add(watchpoint)
         return watchpoint
 
     def remove_watchpoint(self, watchpoint: Watchpoint) -> None:
         self._watchpoints.discard(watchpoint)
+
+    def _watched_vas(self, watchpoint: Watchpoint) -> list[tuple[int, int]]:
+        """The VA ranges whose accesses may hit ``watchpoint`` (a physical one: its
+        VA == PA alias and, inside the image, its link alias)."""
+        start, end = watchpoint.address, watchpoint.address + watchpoint.length
+        if not watchpoint.physical:
+            return [(start, end)]
+        ranges = [(start, end)]
+        if self.image.in_image(start, physical=True):
+            link = self.image.link(start)
+            ranges.append((link, link + watchpoint.length))
+        return ranges
 
     def _on_watched(self, uc: Uc, access: int, address: int, size: int, value: int,
                     _user_data) -> None:
@@ -474,8 +487,12 @@ class Machine:
         if self._watch_hit is not None:
             return
         write = access == UC_MEM_WRITE
-        watchpoint = next((w for w in self.watchpoints
-                           if w.overlaps(address, size) and w.kind.covers(write)), None)
+        accessed_pa: int | None = None
+        if any(w.physical for w in self._watchpoints):
+            accessed_pa = self.data_pa(address, write)
+        watchpoint = next((w for w in self.watchpoints if w.kind.covers(write) and (
+            w.overlaps(accessed_pa, size) if w.physical and accessed_pa is not None
+            else not w.physical and w.overlaps(address, size))), None)
         if watchpoint is None:
             return
         pc = self.pc
@@ -673,8 +690,9 @@ class Machine:
                 uc.hook_del(self._watch_hook)
                 self._watch_hook = None
             if self._watchpoints:
-                low = min(w.address for w in self._watchpoints)
-                high = max(w.address + w.length for w in self._watchpoints) - 1
+                ranges = [span for w in self._watchpoints for span in self._watched_vas(w)]
+                low = min(start for start, _ in ranges)
+                high = max(end for _, end in ranges) - 1
                 self._watch_hook = uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE,
                                                self._on_watched, None, low, high)
             self._watch_installed = frozenset(self._watchpoints)
