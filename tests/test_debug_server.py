@@ -70,3 +70,18 @@ def test_random_packets_get_replies_and_the_server_stays_up() -> None:
     client.close()
     thread.join(timeout=10)
     assert not thread.is_alive() and errors == [] and answered == 600
+
+
+def test_a_port_in_use_is_a_one_line_error_with_status_2() -> None:
+    import subprocess
+    import sys
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "emu.cli", "debug", "--port", str(port)],
+                                capture_output=True, text=True, timeout=60,
+                                cwd=HEAD.parent.parent)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: cannot listen on 127.0.0.1:{port}: Address already in use")
+    assert "Traceback" not in result.stderr

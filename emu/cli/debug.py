@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -52,7 +53,8 @@ def debug(source: Path, load_address: int | None, defines: tuple[str, ...],
       (gdb) monitor help
 
     \b
-    Exit status: 0 after Ctrl-C; 2 usage or input error.
+    Exit status: 0 after Ctrl-C; 2 usage or input error, or the port cannot
+                 be listened on.
     """
     image, board = boot.load()
     if elf_output is not None:
@@ -75,4 +77,7 @@ def debug(source: Path, load_address: int | None, defines: tuple[str, ...],
     except KeyboardInterrupt:
         click.echo("bootemu: stopped", err=True)
     except OSError as err:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {err.strerror}") from None
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        failure = click.ClickException(f"cannot listen on {host}:{port}: {reason}")
+        failure.exit_code = 2
+        raise failure from None

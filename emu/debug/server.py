@@ -279,7 +279,7 @@ class GdbConnection:
             finding = report.finding
             self._console(f"bootemu: [{finding.rule}] #{finding.index} at {finding.pc:#x} "
                           f"({finding.symbol}): {finding.message}\n")
-        elif report.stop.kind.value not in ("arrived", "stepped", "watchpoint"):
+        elif report.stop.kind.value not in ("arrived", "stepped", "watchpoint", "interrupted"):
             self._console(f"bootemu: {report.stop.message}\n")
         else:
             alias = self._session.breakpoint_alias(report.stop.pc)
@@ -291,7 +291,9 @@ class GdbConnection:
         stop = report.stop
         if stop.kind in FINAL_STOPS:
             return f"W{(stop.status or 0) & 0xFF:02x}".encode()
-        reply = "T05thread:01;"
+        # SIGINT for a client's Ctrl-C, as QEMU reports it; SIGTRAP otherwise.
+        signal = 2 if stop.kind.value == "interrupted" else 5
+        reply = f"T{signal:02x}thread:01;"
         if report.watchpoint is not None and report.watch_address is not None:
             reply += f"{_WATCH_WORDS[report.watchpoint.kind]}:{report.watch_address:x};"
         if report.history_begin:
