@@ -52,7 +52,7 @@ The Linux bootemu run takes minutes, so it is run once whatever ``--repeat``
 says; everything else is the best of ``--repeat`` runs.
 
 Usage: python bench/bench_real.py [--repeat K] [--record FILE] [--quick]
-                                  [--xen-budget N] [--vfs] [--cap SECONDS]
+                                  [--xen-budget N] [--xen-only] [--vfs] [--cap SECONDS]
 """
 
 from __future__ import annotations
@@ -438,6 +438,8 @@ def main() -> None:
                         help="one run each, Xen budget 5M, Linux budget 10M only (banner "
                              "not waited for), a few minutes")
     parser.add_argument("--xen-budget", type=int, default=20_000_000)
+    parser.add_argument("--xen-only", action="store_true",
+                        help="only the Xen rows (a minute or two, no Linux run)")
     parser.add_argument("--linux-budgets", default="10000000,30000000",
                         help="comma list of instruction budgets for the Linux bootemu run")
     parser.add_argument("--vfs", action="store_true",
@@ -456,7 +458,8 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     wall = time.perf_counter()
     xen_table, xen_notes = xen_rows(xen, args.xen_budget, args.repeat)
-    linux_table, linux_notes = linux_rows(linux, budgets, args.repeat, args.vfs, args.cap)
+    linux_table, linux_notes = ([], []) if args.xen_only else linux_rows(
+        linux, budgets, args.repeat, args.vfs, args.cap)
     wall = time.perf_counter() - wall
     load_after = os.getloadavg()[0]
     header = [
@@ -464,8 +467,9 @@ def main() -> None:
         f"{platform.python_implementation()} {platform.python_version()}, "
         f"{platform.machine()}, {os.cpu_count()} CPUs, best of {args.repeat}",
         "",
-        f"Images: `{xen.parent.parent.name[2:]}` {xen.name}, "
-        f"`{linux.parent.parent.name[2:]}` {linux.name}; the bench took {wall:.0f} s; "
+        f"Images: `{xen.parent.parent.name[2:]}` {xen.name}"
+        + ("" if args.xen_only else f", `{linux.parent.parent.name[2:]}` {linux.name}")
+        + f"; the bench took {wall:.0f} s; "
         f"1-minute load average {load_before:.1f} at the start, {load_after:.1f} at the end.",
         "",
         "| Xen run | instructions | bare Unicorn | bootemu run | bootemu check | "
@@ -478,6 +482,8 @@ def main() -> None:
         "|---|---:|---:|---:|",
     ]
     notes = [""] + [f"* {note}" for note in xen_notes + linux_notes]
+    if args.xen_only:
+        linux_header = []
     text = "\n".join(header + xen_table + linux_header + linux_table + notes) + "\n"
     print(text)
     if args.record:
