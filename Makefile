@@ -54,6 +54,8 @@ bench: setup tools
 	$(PY) bench/bench_check.py
 	$(PY) bench/bench_images.py
 	$(PY) bench/bench_sweep.py
+	$(PY) bench/bench_fill.py
+	$(PY) bench/bench_debug.py
 
 # The walker against QEMU's own, 25 times the suite's examples (minutes).
 fuzz: setup
