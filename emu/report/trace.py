@@ -3,6 +3,8 @@
 Tracing pays a Python call per instruction, which is why it is a separate
 mode: checking never installs this hook.  Lines go to a sink as they are made
 (the CLI prints them at once), so a run that stops on an error loses nothing.
+Where instructions are left out (outside the windows), a :class:`TraceGap`
+says how many, so that distant code never reads as consecutive.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from capstone import CS_ARCH_ARM64, CS_MODE_ARM, Cs
 from emu.arch.mmu.tlb import PAGE_MASK
 from emu.machine.events import Event, SysRegWrite, TlbInvalidate
 from emu.machine.machine import Machine, MachineObserver
+from emu.report.ending import counted
 
 
 class Disassembler:
@@ -58,19 +61,36 @@ class TraceLine:
                 "encoding": f"{self.word:08x}", "disassembly": self.text, "event": self.event}
 
 
+@dataclass(frozen=True)
+class TraceGap:
+    """``count`` executed instructions left out of a trace: those numbered
+    between the lines either side (whose indices differ by ``count + 1``), or
+    before the first line (from #0), or after the last one (to the stop)."""
+
+    count: int
+
+    def format(self) -> str:
+        return f"... {counted(self.count, 'instruction')} left out ..."
+
+    def to_dict(self) -> dict[str, object]:
+        return {"gap": self.count}
+
+
 class Tracer(MachineObserver):
     """Records executed instructions to a sink.
 
     With ``window`` None every instruction is emitted.  With ``window=N`` only the
     N instructions before and after each MMU event are: a ring buffer holds the
-    recent past, and a countdown the near future.  Only events of the
-    ``events`` categories (:data:`~emu.machine.events.EVENT_CATEGORIES`; all by
-    default) annotate instructions and open windows.
+    recent past, and a countdown the near future; each run of instructions
+    left out, before, between or after the windows, reaches the sink as a
+    :class:`TraceGap` in its place.  Only events of the ``events`` categories
+    (:data:`~emu.machine.events.EVENT_CATEGORIES`; all by default) annotate
+    instructions and open windows.
     """
 
     def __init__(
-        self, machine: Machine, sink: Callable[[TraceLine], None], window: int | None = None,
-        events: frozenset[str] | None = None,
+        self, machine: Machine, sink: Callable[[TraceLine | TraceGap], None],
+        window: int | None = None, events: frozenset[str] | None = None,
     ) -> None:
         self.machine = machine
         self.sink = sink
@@ -79,6 +99,7 @@ class Tracer(MachineObserver):
         self._recent: collections.deque[TraceLine] = collections.deque(maxlen=window or 1)
         self._after = 0
         self._pending: TraceLine | None = None
+        self._last_emitted = -1  # the index of the last line handed to the sink
         self._pa_of_page: dict[int, int | None] = {}
         self._disassembler = Disassembler()
         machine.observers.append(self)
@@ -94,7 +115,7 @@ class Tracer(MachineObserver):
             self._pending = TraceLine(**{**self._pending.__dict__, "event": note})
             if self.window is not None:
                 for line in self._recent:
-                    self.sink(line)
+                    self._emit(line)
                 self._recent.clear()
                 self._after = self.window
 
@@ -125,19 +146,33 @@ class Tracer(MachineObserver):
         if line is None:
             return
         if self.window is None or line.event is not None:
-            self.sink(line)
+            self._emit(line)
         elif self._after > 0:
             self._after -= 1
-            self.sink(line)
+            self._emit(line)
         else:
             self._recent.append(line)
+
+    def _emit(self, line: TraceLine) -> None:
+        """Hand ``line`` to the sink, after a gap marker for any instructions
+        left out since the last line."""
+        if line.index > self._last_emitted + 1:
+            self.sink(TraceGap(line.index - self._last_emitted - 1))
+        self._last_emitted = max(self._last_emitted, line.index)
+        self.sink(line)
 
     def flush(self) -> None:
         """Emit the last instruction; call when the run has ended.
 
         The run may have stopped in front of the last instruction seen (at its
-        target, or on a fault in fetching it): that one never executed.
+        target, or on a fault in fetching it): that one never executed.  The
+        instructions executed after the last line emitted (outside any window)
+        end the trace as a gap.
         """
-        if self._pending is not None and self._pending.index >= self.machine.executed:
+        executed = self.machine.executed
+        if self._pending is not None and self._pending.index >= executed:
             self._pending = None
         self._release()
+        if executed > self._last_emitted + 1:
+            self.sink(TraceGap(executed - self._last_emitted - 1))
+            self._last_emitted = executed - 1
