@@ -143,3 +143,43 @@ def test_a_physical_watchpoint_catches_stores_with_the_mmu_off_and_on() -> None:
     assert machine.image.symbolize(second.pc).startswith("create_runtime_page_tables")
     value = int(second.message.split("write of ")[1].split()[0], 16)
     assert value & 0b11 == 0b11
+
+
+def test_a_virtual_watchpoint_fires_on_its_va_not_on_an_alias_of_its_pa() -> None:
+    """runtime_pgtable is at link VA 0x8000207000 (PA 0x40007000).  zero_bss
+    clears it through its identity alias (VA == PA: adr with the MMU off); the
+    first store through the link address is create_runtime_page_tables's, run
+    at the link address after the MMU is on (head.S), writing entry 0 as a
+    table descriptor (bits [1:0] = 0b11).  Arm's watchpoints compare VAs."""
+    head = Path(__file__).resolve().parent.parent / "asm" / "head.S"
+    machine = Machine(build_image(head), Board())
+    machine.add_watchpoint(0x80_0020_7000, 8, WatchKind.WRITE)
+    stop = machine.run()
+    assert stop.kind is StopKind.WATCHPOINT, stop.message
+    assert machine.reg("SCTLR_EL2") & 1 == 1
+    assert machine.image.symbolize(stop.pc).startswith("create_runtime_page_tables")
+    assert " at 0x8000207000 " in stop.message
+    value = int(stop.message.split("write of ")[1].split()[0], 16)
+    assert value & 0b11 == 0b11
+
+
+def test_memory_observers_get_the_virtual_address_of_an_access() -> None:
+    """Unicorn's memory hooks report PAs; observers are promised VAs.  The store
+    create_runtime_page_tables makes to runtime_pgtable through its link
+    address (VA 0x8000207000, PA 0x40007000) must reach them as the VA."""
+    head = Path(__file__).resolve().parent.parent / "asm" / "head.S"
+    machine = Machine(build_image(head), Board())
+    machine.add_watchpoint(0x80_0020_7000, 8, WatchKind.WRITE)
+    assert machine.run().kind is StopKind.WATCHPOINT
+
+    class Seen:
+        accesses: list[tuple[str, int]] = []
+
+        def on_memory(self, access, address: int) -> None:  # type: ignore[no-untyped-def]
+            self.accesses.append((access.value, address))
+
+    seen = Seen()
+    machine.watch_memory(seen)
+    machine.step()
+    assert ("write", 0x80_0020_7000) in seen.accesses
+    assert all(address != 0x4000_7000 for _, address in seen.accesses)

@@ -10,10 +10,13 @@ watches the physical alias, and a physical breakpoint watches its VA == PA
 and link aliases; a hook that fires where the instruction is fetched from
 another PA than asked does not stop.
 
-A watchpoint is a range of virtual addresses and the accesses that stop on
-it (write, read, or both).  The machine stops *before* the access, as Arm's
-watchpoints do (DDI 0487 D2.10.5: the instruction that triggers a watchpoint
-does not complete; ELR points at it), which is also what GDB expects of
+A watchpoint is a range of virtual (or physical) addresses and the accesses
+that stop on it (write, read, or both).  Unicorn's memory hooks see physical
+addresses, so a VA watchpoint is watched at the PA the current translation
+gives it, worked out again at every stop (every change of translation
+stops).  The machine stops *before* the access, as Arm's watchpoints do
+(DDI 0487 D2.10.5: the instruction that triggers a watchpoint does not
+complete; ELR points at it), which is also what GDB expects of
 AArch64 targets (it steps over the access itself, watchpoints removed).
 Unicorn reports an access from inside the instruction; stopping there leaves
 it half done (a load's register written, a store's memory written), so the
@@ -51,8 +54,8 @@ class Breakpoint:
 @dataclass(frozen=True)
 class Watchpoint:
     """Stop before an access of ``kind`` to any byte of VA [address, address +
-    length), or with ``physical`` of PA [address, address + length) (an access
-    through the VA == PA or link alias of it, as for physical breakpoints)."""
+    length), or with ``physical`` of PA [address, address + length) through
+    whatever VA."""
 
     address: int
     length: int

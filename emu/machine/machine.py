@@ -68,6 +68,7 @@ from emu.machine.events import Barrier, Event, TransitionWindow
 from emu.machine.interrupts import InterruptDelivery
 from emu.machine.maintenance import MaintenanceTracker
 from emu.machine.mmu import SOFTMMU_PAGE, MmuUnit, cp_reg
+from emu.machine.operands import memory_operand_address
 from emu.machine.probes import Probes
 from emu.machine.rom import RomBanks
 from emu.machine.stop import Stop, StopKind
@@ -186,7 +187,8 @@ class Machine:
         self._breakpoints: set[Breakpoint] = set()
         self._watchpoints: set[Watchpoint] = set()
         self._watch_hook: int | None = None
-        self._watch_installed: frozenset[Watchpoint] = frozenset()
+        self._watch_installed: frozenset[tuple[Watchpoint, int]] = frozenset()
+        self._watch_pa: dict[Watchpoint, int] = {}  # where each one is watched (PA)
         # The access that hit a watchpoint in this stretch: the hit, the CPU
         # context before it, and a store's PA and old bytes (to undo it).
         self._watch_hit: tuple[WatchHit, object, int | None, bytes | None] | None = None
@@ -468,45 +470,70 @@ class Machine:
     def remove_watchpoint(self, watchpoint: Watchpoint) -> None:
         self._watchpoints.discard(watchpoint)
 
-    def _watched_vas(self, watchpoint: Watchpoint) -> list[tuple[int, int]]:
-        """The VA ranges whose accesses may hit ``watchpoint`` (a physical one: its
-        VA == PA alias and, inside the image, its link alias)."""
-        start, end = watchpoint.address, watchpoint.address + watchpoint.length
-        if not watchpoint.physical:
-            return [(start, end)]
-        ranges = [(start, end)]
-        if self.image.in_image(start, physical=True):
-            link = self.image.link(start)
-            ranges.append((link, link + watchpoint.length))
-        return ranges
+    def _watch_starts(self) -> dict[Watchpoint, int]:
+        """Where each watchpoint's bytes are now, as a PA: Unicorn's memory hooks
+        report physical addresses (and their ranges are physical), so a VA
+        watchpoint is watched where the current translation puts it.  Worked out
+        again at every stop; every change of translation (a TTBR, SCTLR or TCR
+        write, a TLBI, a table store) stops the run."""
+        starts: dict[Watchpoint, int] = {}
+        for watchpoint in self._watchpoints:
+            pa = watchpoint.address if watchpoint.physical else self.data_pa(watchpoint.address)
+            if pa is not None:
+                starts[watchpoint] = pa
+        return starts
 
     def _on_watched(self, uc: Uc, access: int, address: int, size: int, value: int,
                     _user_data) -> None:
-        """UC_HOOK_MEM_READ/WRITE over the watched range: note a hit, with what
-        undoes the access, and stop (see :mod:`emu.machine.debugging`)."""
+        """UC_HOOK_MEM_READ/WRITE over the watched PAs (``address`` is the PA
+        accessed): note a hit, with what undoes the access, and stop (see
+        :mod:`emu.machine.debugging`)."""
         if self._watch_hit is not None:
             return
         write = access == UC_MEM_WRITE
-        accessed_pa: int | None = None
-        if any(w.physical for w in self._watchpoints):
-            accessed_pa = self.data_pa(address, write)
-        watchpoint = next((w for w in self.watchpoints if w.kind.covers(write) and (
-            w.overlaps(accessed_pa, size) if w.physical and accessed_pa is not None
-            else not w.physical and w.overlaps(address, size))), None)
-        if watchpoint is None:
+        hit_at = None
+        for watchpoint in self.watchpoints:
+            start = self._watch_pa.get(watchpoint)
+            if (start is not None and watchpoint.kind.covers(write)
+                    and address < start + watchpoint.length and start < address + size):
+                hit_at = (watchpoint, start)
+                break
+        if hit_at is None:
             return
+        watchpoint, start = hit_at
         pc = self.pc
         index = self.index_at(pc)
         if index == self._last_stop_index:
             return  # the access the last run stopped in front of: let it happen
-        pa = old = None
-        if write:
-            pa = self.data_pa(address, write=True)
-            old = self.read_physical(pa, size) if pa is not None else None
-        hit = WatchHit(watchpoint, pc, index, address, size, write,
+        if not watchpoint.physical:
+            # Another VA of the same PA (an identity alias) is not the watched
+            # VA: Arm's watchpoints compare virtual addresses.
+            va = self._access_va(address)
+            if va is not None and not watchpoint.overlaps(va, size):
+                return
+        old = self.read_physical(address, size) if write else None
+        # In the watchpoint's own address space: its VA, or the PA.
+        accessed = watchpoint.address + (address - start)
+        hit = WatchHit(watchpoint, pc, index, accessed, size, write,
                        value & ((1 << (8 * size)) - 1) if write else None)
-        self._watch_hit = (hit, uc.context_save(), pa, old)
+        self._watch_hit = (hit, uc.context_save(), address if write else None, old)
         uc.emu_stop()
+
+    def _access_va(self, pa: int) -> int | None:
+        """The VA of the access the load or store at the PC makes to ``pa``:
+        Unicorn's memory hooks report physical addresses.  The instruction's
+        memory operand (from the registers before it) gives the VA of its first
+        byte; an access to a later element (a pair's second register) is a few
+        bytes on, with the same offset in the page as its PA.  None if the
+        operand cannot be worked out."""
+        pc = self.pc
+        code = self.mmu.executed_pa(pc)
+        word = self.read_physical(code, 4) if code is not None else None
+        va = memory_operand_address(word, pc, self.uc) if word is not None else None
+        if va is None:
+            return None
+        delta = (pa - va) & 0xFFF
+        return va + delta if delta < 64 else None
 
     def _stop_at_watch(self) -> Stop:
         """Undo the access that hit a watchpoint and stop in front of it."""
@@ -633,8 +660,10 @@ class Machine:
     def _on_memory(self, _uc: Uc, access: int, address: int, _size: int, _value: int,
                    _user_data) -> None:
         kind = Access.WRITE if access == UC_MEM_WRITE else Access.READ
+        # Unicorn reports the PA; observers are promised the VA.
+        va = self._access_va(address)
         for observer in tuple(self._memory_watchers):
-            observer.on_memory(kind, address)
+            observer.on_memory(kind, address if va is None else va)
 
     def _on_window_insn(self, _uc: Uc, address: int, _size: int, _user_data) -> None:
         """The per-instruction hook (UC_HOOK_CODE), installed only while some
@@ -685,18 +714,20 @@ class Machine:
             uc.hook_del(self._instruction_hook)
             self._instruction_hook = None
             uc.ctl_flush_tb()
-        if frozenset(self._watchpoints) != self._watch_installed:
+        starts = self._watch_starts() if self._watchpoints else {}
+        watched = frozenset((w, pa) for w, pa in starts.items())
+        if watched != self._watch_installed:
             if self._watch_hook is not None:
                 uc.hook_del(self._watch_hook)
                 self._watch_hook = None
-            if self._watchpoints:
-                ranges = [span for w in self._watchpoints for span in self._watched_vas(w)]
-                low = min(start for start, _ in ranges)
-                high = max(end for _, end in ranges) - 1
+            if starts:
+                low = min(starts.values())
+                high = max(pa + w.length for w, pa in starts.items()) - 1
                 self._watch_hook = uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE,
                                                self._on_watched, None, low, high)
-            self._watch_installed = frozenset(self._watchpoints)
+            self._watch_installed = watched
             uc.ctl_flush_tb()  # translated code calls memory hooks only if they existed then
+        self._watch_pa = starts
         if self._memory_watchers and self._memory_hook is None:
             self._memory_hook = uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_memory)
             uc.ctl_flush_tb()  # translated code calls memory hooks only if they existed then
