@@ -120,7 +120,7 @@ def test_xen_report_fits_a_screen_above_its_finding(xen_checked: CheckRun) -> No
     assert findings < SCREEN, "\n".join(lines[:findings])
     assert lines[findings + 1].lstrip().startswith("[ttbr-switch-live]")
     last = lines[-1]
-    assert last.startswith("Verdict: 2 finding(s)"), last
+    assert last.startswith("Verdict: findings - 2 findings"), last
     assert "it arrived at console:" in last and ", PC 0x" in last and "PA 0x" in last, last
 
 

@@ -38,9 +38,11 @@ GIB = 1 << 30
 TIB = 1 << 40
 SLOT = 512 * GIB
 # head.S refuses such a load (BOOT_ERR_IDMAP_CLASH) and the identity-clash rule
-# names the regions; a rule that fires is the verdict.
+# names the regions; a rule that fires makes the verdict `findings`, the rules
+# beside it (issue 13: the verdict is bootemu check's word).
 CLASH = "identity-clash"
 SLOT0 = "layout-slot0"
+FINDINGS = "findings"
 SWEEP_2TIB = list(range(0, 2 * TIB, 512 * MIB))
 
 
@@ -116,16 +118,16 @@ def test_pre_rework_clashes_for_every_load_below_512_gib(layout_sweeps) -> None:
     results = layout_sweeps["pre-rework"]
     below = [r for a, r in results.items() if a < SLOT]
     assert len(below) == 1024 and all(clashes(r) for r in below)
-    assert {r.verdict for r in below} == {f"{CLASH}+{SLOT0}"}
+    assert {(r.verdict, r.rules) for r in below} == {(FINDINGS, (CLASH, SLOT0))}
     # Above slot 0 the boot arrives, but the image is still linked in the identity slot.
     above = [r for a, r in results.items() if a >= SLOT]
-    assert {(r.verdict, r.failure_name) for r in above} == {(SLOT0, None)}
+    assert {(r.verdict, r.rules, r.failure_name) for r in above} == {(FINDINGS, (SLOT0,), None)}
     assert results[0x4000_0000].layout == "pre-rework"
 
 
 def test_rework_512g_clashes_exactly_in_slot_1(layout_sweeps) -> None:
     results = layout_sweeps["rework-512g"]
-    clashing = sorted(a for a, r in results.items() if r.verdict == CLASH)
+    clashing = sorted(a for a, r in results.items() if r.rules == (CLASH,))
     assert clashing == [a for a in SWEEP_2TIB if SLOT <= a < 2 * SLOT]
     assert all(clashes(results[a]) for a in clashing)
     assert {r.verdict for a, r in results.items() if not SLOT <= a < 2 * SLOT} == {"clean"}
@@ -140,10 +142,10 @@ def test_rework_10t_is_clean_everywhere(layout_sweeps) -> None:
 def test_verdict_runs_summarise_a_sweep(layout_sweeps) -> None:
     runs = verdict_runs(sorted(layout_sweeps["rework-512g"].values(),
                                key=lambda r: r.load_address))
-    assert [(r.first, r.last, r.count, r.verdict) for r in runs] == [
-        (0, SLOT - 512 * MIB, 1024, "clean"),
-        (SLOT, 2 * SLOT - 512 * MIB, 1024, CLASH),
-        (2 * SLOT, 2 * TIB - 512 * MIB, 2048, "clean"),
+    assert [(r.first, r.last, r.count, r.verdict, r.outcome) for r in runs] == [
+        (0, SLOT - 512 * MIB, 1024, "clean", "clean"),
+        (SLOT, 2 * SLOT - 512 * MIB, 1024, FINDINGS, f"{FINDINGS} ({CLASH})"),
+        (2 * SLOT, 2 * TIB - 512 * MIB, 2048, "clean", "clean"),
     ]
 
 
@@ -156,14 +158,16 @@ def test_one_and_two_processes_agree() -> None:
     one = sweep_program(program, addresses, jobs=1)
     two = sweep_program(program, addresses, jobs=2)
     assert one == two
-    assert [r.verdict for r in one] == ["clean", "clean", "boot-failed:BOOT_ERR_MISALIGNED",
-                                        CLASH, CLASH, "clean", "clean"]
+    assert [r.verdict for r in one] == ["clean", "clean", "boot-failed",
+                                        FINDINGS, FINDINGS, "clean", "clean"]
+    assert [r.outcome for r in one][2:5] == ["boot-failed (BOOT_ERR_MISALIGNED)",
+                                             f"{FINDINGS} ({CLASH})", f"{FINDINGS} ({CLASH})"]
 
 
 def test_a_clash_keeps_the_boot_failure_code() -> None:
     [result] = sweep(HEAD_S, [SLOT], jobs=1)
-    assert (result.verdict, result.failure_code, result.failure_name) == \
-        (CLASH, 4, "BOOT_ERR_IDMAP_CLASH")
+    assert (result.verdict, result.rules, result.failure_code, result.failure_name) == \
+        (FINDINGS, (CLASH,), 4, "BOOT_ERR_IDMAP_CLASH")
 
 
 def test_loads_beyond_the_physical_address_space_are_reported() -> None:
@@ -173,13 +177,14 @@ def test_loads_beyond_the_physical_address_space_are_reported() -> None:
     assert "44-bit physical address space" in results[1].message
 
 
-def test_a_rule_that_fires_is_the_verdict(tmp_path: Path) -> None:
+def test_a_rule_that_fires_makes_the_verdict_findings(tmp_path: Path) -> None:
     defect = next(d for d in load_defects(REPO / "fixtures" / "defects.toml")
                   if d.name == "ttbr-write-mmu-on")
     source = materialize(defect, HEAD_S, tmp_path)
     [result] = sweep(source, [0x4000_0000], include_dirs=[HEAD_S.parent / "include"], jobs=1)
-    assert result.verdict == "ttbr-switch-conflict+ttbr-switch-live"
+    assert result.verdict == FINDINGS
     assert result.rules == ("ttbr-switch-conflict", "ttbr-switch-live")
+    assert result.outcome == "findings (ttbr-switch-conflict, ttbr-switch-live)"
 
 
 def test_an_exhausted_budget_is_incomplete() -> None:
@@ -209,7 +214,8 @@ def test_cli_layouts_and_clash_exit_1() -> None:
                      "--layout", "rework-10t")
     assert result.returncode == 1
     assert "layout rework-512g" in result.stdout and "layout rework-10t" in result.stdout
-    assert "0x8000000000 - 0xc000000000" in result.stdout and CLASH in result.stdout
+    assert "0x8000000000 - 0xc000000000" in result.stdout
+    assert f"boot(s)  {FINDINGS} ({CLASH})" in result.stdout
     assert "verdicts: clean 8" in result.stdout  # rework-10t
 
 
@@ -219,7 +225,7 @@ def test_cli_json() -> None:
     rows = json.loads(result.stdout)
     assert isinstance(rows, list) and len(rows) == 513
     assert rows[0]["load_address"] == 0x4000_0000 and rows[0]["verdict"] == "clean"
-    assert {row["verdict"] for row in rows[1:]} == {CLASH}
+    assert {(row["verdict"], tuple(row["rules"])) for row in rows[1:]} == {(FINDINGS, (CLASH,))}
     assert {"load_address", "verdict", "failure_code", "failure_name", "executed",
             "message", "layout", "rules"} <= set(rows[0])
 
@@ -230,9 +236,10 @@ def test_cli_csv() -> None:
     assert result.returncode == 1
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [(r["layout"], r["load_address"], r["verdict"], r["failure_name"]) for r in rows] == [
-        ("pre-rework", "0x40000000", f"{CLASH}+{SLOT0}", "BOOT_ERR_IDMAP_CLASH"),
-        ("pre-rework", "0x8000000000", SLOT0, ""),
+        ("pre-rework", "0x40000000", FINDINGS, "BOOT_ERR_IDMAP_CLASH"),
+        ("pre-rework", "0x8000000000", FINDINGS, ""),
     ]
+    assert [r["rules"] for r in rows] == [f"{CLASH}+{SLOT0}", SLOT0]
 
 
 @pytest.mark.parametrize(("args", "needle"), [

@@ -71,11 +71,13 @@ def plot_sweep(results: Mapping[str, Sequence[SweepResult]], path: str | Path) -
     from matplotlib.patches import Patch
     from matplotlib.ticker import FuncFormatter, MultipleLocator
 
+    # One colour per outcome: boots with other rules fired, or another failure
+    # code, are told apart.
     verdicts: list[str] = []
     for rows in results.values():
         for result in rows:
-            if result.verdict not in verdicts:
-                verdicts.append(result.verdict)
+            if result.outcome not in verdicts:
+                verdicts.append(result.outcome)
     others = [v for v in verdicts if v != CLEAN]
     colours = {v: _OTHER_COLOURS[i % len(_OTHER_COLOURS)] for i, v in enumerate(others)}
     colours[CLEAN] = _CLEAN_COLOUR
@@ -97,7 +99,7 @@ def plot_sweep(results: Mapping[str, Sequence[SweepResult]], path: str | Path) -
         for run in verdict_runs(ordered):
             width = max(run.last + stride - run.first, least)
             axes.broken_barh([(run.first, width)], (row - 0.35, 0.7),
-                             facecolors=colours[run.verdict], edgecolor="none")
+                             facecolors=colours[run.outcome], edgecolor="none")
     axes.set_yticks(range(len(names)), names)
     axes.set_ylim(len(names) - 0.5, -0.5)
     axes.set_xlim(low, high)

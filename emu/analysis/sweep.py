@@ -26,11 +26,20 @@ from pathlib import Path
 from emu.asm.assembler import assemble_file
 from emu.asm.program import Program
 from emu.checks.run import DEFAULT_LOAD_ADDRESS, DEFAULT_TARGET, CheckRun, check_image
+from emu.checks.verdict import BEYOND_PA_RANGE, BOOT_FAILED, CLEAN, ERROR, FINDINGS, INCOMPLETE
 from emu.image.boot_image import ImageError
 from emu.image.program import image_from_program
 from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
 
+# The verdict words are :mod:`emu.checks.verdict`'s (a boot's verdict is
+# ``bootemu check``'s); they are named here too, for the sweep's users.
 __all__ = [
+    "BEYOND_PA_RANGE",
+    "BOOT_FAILED",
+    "CLEAN",
+    "ERROR",
+    "FINDINGS",
+    "INCOMPLETE",
     "LOAD_ADDRESS_PRESETS",
     "AddressPreset",
     "SweepError",
@@ -53,12 +62,6 @@ DEFAULT_STEP = TWO_MIB
 # A sweep of more boots than this is almost certainly a typo in a RANGE
 # (a million boots is about an hour and a half on two cores).
 MAX_ADDRESSES = 1 << 20
-
-CLEAN = "clean"
-INCOMPLETE = "incomplete"
-BEYOND_PA_RANGE = "beyond-pa-range"
-ERROR = "error"
-BOOT_FAILED = "boot-failed"
 
 
 class SweepError(ValueError):
@@ -180,10 +183,16 @@ def parse_load_addresses(text: str) -> list[int]:
 
 @dataclass(frozen=True)
 class SweepResult:
-    """The outcome of one boot of a sweep."""
+    """The outcome of one boot of a sweep.
+
+    ``verdict`` is one of :data:`emu.checks.verdict.VERDICTS` (``bootemu
+    check``'s for a boot that ran); which rules fired is ``rules``, which
+    failure code ``failure_code``/``failure_name``, and :attr:`outcome` says
+    both beside the verdict.
+    """
 
     load_address: int
-    verdict: str  # clean, rule ids joined by '+', boot-failed:NAME, incomplete, beyond-pa-range
+    verdict: str  # clean, findings, boot-failed, incomplete, beyond-pa-range, error
     executed: int = 0
     message: str = ""
     failure_code: int | None = None
@@ -194,6 +203,17 @@ class SweepResult:
     @property
     def clean(self) -> bool:
         return self.verdict == CLEAN
+
+    @property
+    def outcome(self) -> str:
+        """The verdict with what sets boots of that verdict apart:
+        ``findings (identity-clash, layout-slot0)``, ``boot-failed
+        (BOOT_ERR_MISALIGNED)``, else the verdict alone."""
+        if self.verdict == FINDINGS:
+            return f"{FINDINGS} ({', '.join(self.rules)})"
+        if self.verdict == BOOT_FAILED:
+            return f"{BOOT_FAILED} ({self.failure_name or f'code {self.failure_code}'})"
+        return self.verdict
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -217,41 +237,39 @@ def result_of(run: CheckRun, load_address: int, layout: str | None = None) -> Sw
         code = run.failure.code
         name = run.failure.meaning.name if run.failure.meaning else None
     if run.findings:
-        verdict = "+".join(rules)
         message = run.findings[0].message
     elif run.failure is not None:
-        verdict = f"{BOOT_FAILED}:{name or f'code-{code}'}"
         message = run.failure.describe()
-    elif not run.arrived:
-        verdict = INCOMPLETE
-        message = run.stop.message
     else:
-        verdict = CLEAN
         message = run.stop.message
-    return SweepResult(load_address=load_address, verdict=verdict, executed=run.executed,
+    return SweepResult(load_address=load_address, verdict=run.verdict, executed=run.executed,
                        message=message, failure_code=code, failure_name=name, rules=rules,
                        layout=layout)
 
 
 @dataclass(frozen=True)
 class VerdictRun:
-    """Consecutive results (in sweep order) with the same verdict."""
+    """Consecutive results (in sweep order) with the same verdict, the same
+    rules fired and the same failure: the same :attr:`SweepResult.outcome`."""
 
     first: int  # first load address
     last: int  # last load address
     count: int
     verdict: str
+    outcome: str = ""
 
 
 def verdict_runs(results: Iterable[SweepResult]) -> list[VerdictRun]:
-    """Group consecutive results that share a verdict (sort the results by address first)."""
+    """Group consecutive results that share an outcome (sort the results by address first)."""
     runs: list[VerdictRun] = []
     for result in results:
-        if runs and runs[-1].verdict == result.verdict:
+        if runs and runs[-1].outcome == result.outcome:
             last = runs[-1]
-            runs[-1] = VerdictRun(last.first, result.load_address, last.count + 1, last.verdict)
+            runs[-1] = VerdictRun(last.first, result.load_address, last.count + 1, last.verdict,
+                                  last.outcome)
         else:
-            runs.append(VerdictRun(result.load_address, result.load_address, 1, result.verdict))
+            runs.append(VerdictRun(result.load_address, result.load_address, 1, result.verdict,
+                                   result.outcome))
     return runs
 
 

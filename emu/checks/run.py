@@ -12,6 +12,7 @@ from emu.board.board import Board
 from emu.board.spec import load_image
 from emu.checks import ALL_CHECKS, Check, CheckContext, Finding
 from emu.checks.base import NotApplicable
+from emu.checks.verdict import BOOT_FAILED, CLEAN, FINDINGS, INCOMPLETE
 from emu.image.boot_image import BootImage, FailureCode
 from emu.image.load import DEFAULT_ASM_LOAD_ADDRESS, ImageKind
 from emu.machine.events import Event, TransitionWindow
@@ -69,19 +70,22 @@ class CheckRun:
 
     @property
     def verdict(self) -> str:
-        """``clean``, ``findings``, ``boot-failed`` or ``incomplete``."""
+        """``clean``, ``findings``, ``boot-failed`` or ``incomplete``: the words
+        of :mod:`emu.checks.verdict`, as every report prints them."""
         if self.findings:
-            return "findings"
+            return FINDINGS
         if self.failure is not None:
-            return "boot-failed"
+            return BOOT_FAILED
         if not self.arrived:
-            return "incomplete"
-        return "clean"
+            return INCOMPLETE
+        return CLEAN
 
     @property
     def exit_code(self) -> int:
-        """0 only when the boot reached its target and no rule fired."""
-        return 0 if self.verdict == "clean" else 1
+        """What ``bootemu check`` exits with: 0 only when the boot reached its
+        target and no rule fired, else 1.  (Not in the JSON report: there,
+        ``exit_status`` is the program's, as :attr:`exit_status` is.)"""
+        return 0 if self.verdict == CLEAN else 1
 
 
 def build_image(

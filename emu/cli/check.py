@@ -14,6 +14,7 @@ from emu.cli.options import TARGET_HELP, events_option, input_errors, source_opt
 from emu.machine.machine import DEFAULT_MAX_INSNS
 from emu.machine.targets import DEFAULT_TARGET
 from emu.report.check_report import format_text, to_json
+from emu.report.mmu_plot import FORMATS, PlotError, plot_run
 
 
 @click.command()
@@ -27,10 +28,15 @@ from emu.report.check_report import format_text, to_json
 @events_option(what="the MMU timeline shows (outside MMU-transition windows, each "
                    "cache-maintenance loop is one row and repeated stretches are shown once)")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE",
+              help="Also draw the boot's MMU story along the instruction count (EL, "
+                   "SCTLR.M, the tables each TTBR points at, windows, TLBIs, findings) "
+                   "to FILE.png, .svg or .pdf (needs the plot extra: matplotlib).")
 @input_errors
 def check(source: Path, load_address: int | None, defines: tuple[str, ...],
           include_dirs: tuple[Path, ...], boot: BootSpec, until: str, max_insns: int,
-          events: frozenset[str], as_json: bool) -> None:
+          events: frozenset[str], as_json: bool, plot: Path | None) -> None:
     """Boot SOURCE (a source, ELF, arm64 Image or raw binary) and check every MMU
     transition against the rules.
 
@@ -40,15 +46,30 @@ def check(source: Path, load_address: int | None, defines: tuple[str, ...],
     findings, and a last line with the verdict, where the run ended (VA, PA,
     symbol), why, and what was judged up to there.
 
+    The verdict is one word, the same in --json ("verdict") and in `bootemu
+    sweep`: clean, findings (a rule fired), boot-failed (the failure routine,
+    or a non-zero exit), incomplete (stopped before --until).
+
+    With --plot FILE the same story is drawn as a picture, for a review or a
+    bug report.
+
     \b
     Exit status: 0 clean (reached --until, no rule fired);
-                 1 a rule fired, or the boot failed or did not arrive;
+                 1 findings, boot-failed or incomplete;
                  2 usage or input error.
     """
+    if plot is not None and plot.suffix.lower().lstrip(".") not in FORMATS:
+        raise click.BadParameter(f"{plot}: the picture is written as .png, .svg or .pdf",
+                                 param_hint="--plot")
     image, board = boot.load()
     run = check_image(image, until=until, max_insns=max_insns, board=board)
+    if plot is not None:
+        try:
+            plot_run(run, plot)
+        except (PlotError, OSError) as err:
+            raise click.ClickException(f"{plot}: {err}") from None
     if as_json:
-        click.echo(json.dumps(to_json(run, events), indent=2))
+        click.echo(json.dumps(to_json(run, events, source=str(source)), indent=2))
     else:
         click.echo(format_text(run, source=str(source), events=events), nl=False)
     sys.exit(run.exit_code)

@@ -11,6 +11,7 @@ import click
 from emu.board.spec import BootSpec
 from emu.cli.options import TARGET_HELP, input_errors, source_options
 from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
+from emu.machine.stop import StopKind
 from emu.machine.targets import EXIT_TARGET, run_to_target
 from emu.report.ending import RunEnd, counted
 
@@ -55,7 +56,9 @@ def run_command(source: Path, load_address: int | None, defines: tuple[str, ...]
         machine.console.listeners.append(echo)
     ran = run_to_target(machine, until, max_insns)
     stop = ran.stop
-    end = RunEnd.of(stop, image, ran.pa, ran.target)
+    # A stop in the failure routine is an arrival there, not at the target.
+    failed = stop.kind is StopKind.ARRIVED and stop.pc in ran.failure_exits
+    end = RunEnd.of(stop, image, ran.pa, image.failure_symbol if failed else ran.target)
     if as_json:
         click.echo(json.dumps({
             "image": image.name, "stop": stop.kind.value, "pc": stop.pc, "index": stop.index,

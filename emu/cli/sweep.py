@@ -59,18 +59,20 @@ def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
           plot_path: Path | None) -> None:
     """Boot SOURCE at many load addresses, in parallel, and say which ones work.
 
-    Each boot is a full `bootemu check`.  A result's verdict is `clean`, the
-    rule ids that fired (joined by '+'), `boot-failed:BOOT_ERR_NAME`,
-    `incomplete`, or `beyond-pa-range` (the image would not be below the CPU's
-    44-bit physical address size).  With several --layout presets, SOURCE is
-    swept once per preset.  The text report groups consecutive addresses with
-    the same verdict.
+    Each boot is a full `bootemu check`, and its verdict is check's word:
+    `clean`, `findings` (the rules that fired beside it), `boot-failed` (the
+    failure code's name beside it), `incomplete`; or, for a load address not
+    booted, `beyond-pa-range` (the image would not be below the CPU's 44-bit
+    physical address size) or `error`.  With several --layout presets, SOURCE
+    is swept once per preset.  The text report groups consecutive addresses
+    with the same verdict, rules and failure.
 
     \b
     Exit status: 0 every boot clean; 1 any other verdict; 2 usage or input error.
     """
     from emu.analysis.plot import PlotError, ensure_plotting, plot_sweep
     from emu.analysis.sweep import (
+        CLEAN,
         SweepError,
         default_jobs,
         parse_load_addresses,
@@ -137,8 +139,8 @@ def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
             for run in verdict_runs(rows):
                 span = (f"{run.first:#x}" if run.first == run.last
                         else f"{run.first:#x} - {run.last:#x}")
-                click.echo(f"  {span:<{2 * width + 3}}  {run.count:>6} boot(s)  {run.verdict}")
-                if run.verdict != "clean":
+                click.echo(f"  {span:<{2 * width + 3}}  {run.count:>6} boot(s)  {run.outcome}")
+                if run.verdict != CLEAN:
                     first = next(r for r in rows if r.load_address == run.first)
                     click.echo(f"  {'':<{2 * width + 3}}  {first.message}")
             counts = ", ".join(f"{verdict} {count}" for verdict, count

@@ -11,6 +11,7 @@ from __future__ import annotations
 from emu.arch.mmu.regime import TranslationRegime
 from emu.arch.mmu.tlb import PAGE_MASK
 from emu.checks.run import CheckRun
+from emu.checks.verdict import BOOT_FAILED, CLEAN, FINDINGS
 from emu.machine.events import (
     EVENT_CATEGORIES,
     Event,
@@ -19,7 +20,9 @@ from emu.machine.events import (
     SysRegWrite,
     TransitionWindow,
     TtbrWrite,
+    WindowFetch,
 )
+from emu.machine.stop import StopKind
 from emu.report.ending import RunEnd, counted
 from emu.report.timeline import (
     DEFAULT_EVENTS,
@@ -88,7 +91,11 @@ def _flagged(run: CheckRun) -> dict[int, list[str]]:
 
 def run_end(run: CheckRun) -> RunEnd:
     """Where and why the checked run ended."""
-    return RunEnd.of(run.stop, run.image, run.stop_pa, run.target)
+    target = run.target
+    if run.failure is not None and run.stop.kind is StopKind.ARRIVED:
+        # It arrived at the failure routine, not at its target.
+        target = run.image.failure_symbol
+    return RunEnd.of(run.stop, run.image, run.stop_pa, target)
 
 
 def proved(run: CheckRun) -> dict[str, object]:
@@ -176,8 +183,7 @@ def format_text(run: CheckRun, source: str = "",
     lines += [f"      {detail}" for detail in run.stop.detail]
     if run.failure is not None:
         lines.append(f"Boot failed in {image.failure_symbol}: {run.failure.describe()}")
-    lines.append(f"Verdict: {_verdict_words(run)}; {run_end(run).describe()}; "
-                 f"{_proved_words(run)}")
+    lines.append(f"Verdict: {verdict_line(run)}")
     return "\n".join(lines) + "\n"
 
 
@@ -190,30 +196,95 @@ def _window_heading(run: CheckRun, number: int, window: TransitionWindow) -> str
             f"{run.image.symbolize(opened.pc, opened.pa)}, {closed}")
 
 
-def _verdict_words(run: CheckRun) -> str:
+def verdict_words(run: CheckRun) -> str:
+    """The verdict as the text's last line says it: the verdict token first
+    (:mod:`emu.checks.verdict`, as in ``--json`` and ``bootemu sweep``), then
+    why in words, e.g. ``findings - 2 findings (ttbr-switch-conflict,
+    ttbr-switch-live)``."""
     verdict = run.verdict
-    if verdict == "clean":
-        return "clean - no rule fired"
-    if verdict == "findings":
+    if verdict == CLEAN:
+        why = "no rule fired"
+    elif verdict == FINDINGS:
         rules = sorted({f.rule for f in run.findings})
-        return f"{len(run.findings)} finding(s): {', '.join(rules)}"
-    if verdict == "boot-failed":
-        return "boot failed - the program stopped in its failure routine"
-    return "incomplete - the run ended before reaching " + (run.target or "its end")
+        why = f"{counted(len(run.findings), 'finding')} ({', '.join(rules)})"
+    elif verdict == BOOT_FAILED:
+        why = ("the program exited with a non-zero status" if run.stop.kind is StopKind.EXIT
+               else "the program stopped in its failure routine")
+    else:
+        why = "the run ended before reaching " + (run.target or "its end")
+    return f"{verdict} - {why}"
 
 
-def to_json(run: CheckRun, events: frozenset[str] = DEFAULT_EVENTS) -> dict[str, object]:
-    """The machine-readable report; its timeline holds the ``events`` categories,
-    folded as the text's is (rows of kind ``cache-loop``, ``maintenance-stretch``
-    and ``repeat``)."""
+def verdict_line(run: CheckRun) -> str:
+    """The text report's last line without its ``Verdict:``: the verdict, where
+    the run ended and why, and what was judged up to there."""
+    return f"{verdict_words(run)}; {run_end(run).describe()}; {_proved_words(run)}"
+
+
+def _identity(judged: dict[int, bool], va: int) -> bool | None:
+    """Whether ``va``'s page is identity-mapped in a window's tables (None: not judged)."""
+    return judged.get(va & PAGE_MASK)
+
+
+def _fetch_json(run: CheckRun, disassembler: Disassembler, fetch: WindowFetch,
+                window: TransitionWindow | None = None) -> dict[str, object]:
+    """A window's instruction as the text shows it; ``window`` given, with
+    whether its page is identity-mapped in the old and the new tables."""
+    data: dict[str, object] = {
+        "index": fetch.index, "va": fetch.va, "pa": fetch.pa,
+        "identity": fetch.va == fetch.pa,
+        "symbol": run.image.symbolize(fetch.va, fetch.pa),
+        "encoding": f"{fetch.word:08x}",
+        "disassembly": disassembler.text(fetch.word, fetch.va),
+    }
+    if window is not None:
+        data["identity_old"] = _identity(window.identity_old, fetch.va)
+        data["identity_new"] = _identity(window.identity_new, fetch.va)
+    return data
+
+
+def _window_json(run: CheckRun, disassembler: Disassembler, number: int,
+                 window: TransitionWindow) -> dict[str, object]:
+    opened, closed = window.opened_by, window.closed_by
+    return {
+        "number": number,
+        "heading": _window_heading(run, number, window),
+        "opened_by": opened.kind,
+        "opened_at": opened.index,
+        "opened_symbol": run.image.symbolize(opened.pc, opened.pa),
+        "closed_by": closed.kind if closed is not None else None,
+        "closed_at": closed.index if closed is not None else None,
+        "closed_description": closed.describe() if closed is not None else None,
+        "truncated": window.truncated,
+        "fetches": [_fetch_json(run, disassembler, f, window) for f in window.fetches],
+        "tail": [_fetch_json(run, disassembler, f) for f in window.tail],
+    }
+
+
+def to_json(run: CheckRun, events: frozenset[str] = DEFAULT_EVENTS,
+            source: str = "") -> dict[str, object]:
+    """The machine-readable report: all the text shows (``emu/report/schemas/
+    check.schema.json`` says each key).  Its timeline holds the ``events``
+    categories, folded as the text's is (rows of kind ``cache-loop``,
+    ``maintenance-stretch`` and ``repeat``); its windows every instruction
+    with its disassembly and whether its page is identity-mapped; ``verdict``
+    is the text's verdict token and ``summary`` its last line.
+
+    ``exit_status`` is the program's (a semihosting exit), as
+    :attr:`CheckRun.exit_status` is; what ``bootemu check`` exits with
+    follows from ``verdict`` (0 only when ``clean``)."""
     image = run.image
     flagged = _flagged(run)
+    disassembler = Disassembler()
     return {
         "image": image.name,
+        "source": source or image.name,
         "load_address": image.load_address,
         "link_address": image.link_address,
+        "entry_el": run.board.el,
         "verdict": run.verdict,
-        "exit_code": run.exit_code,
+        "summary": verdict_line(run),
+        "reached": run.arrived,
         "target": run.target,
         "executed": run.executed,
         "stop": {"kind": run.stop.kind.value, "pc": run.stop.pc, "index": run.stop.index,
@@ -224,6 +295,8 @@ def to_json(run: CheckRun, events: frozenset[str] = DEFAULT_EVENTS) -> dict[str,
             "code": run.failure.code,
             "name": run.failure.meaning.name if run.failure.meaning else None,
             "description": run.failure.meaning.description if run.failure.meaning else None,
+            "routine": image.failure_symbol,
+            "message": run.failure.describe(),
         },
         "rules": run.rules,
         "not_applicable": [skipped.to_dict() for skipped in run.not_applicable],
@@ -232,16 +305,8 @@ def to_json(run: CheckRun, events: frozenset[str] = DEFAULT_EVENTS) -> dict[str,
         "findings": [f.to_dict() for f in run.findings],
         "events": [name for name in EVENT_CATEGORIES if name in events],
         "timeline": [_row_json(run, row, flagged) for row in _timeline(run, events)],
-        "windows": [
-            {
-                "opened_by": window.opened_by.kind,
-                "opened_at": window.opened_by.index,
-                "closed_at": window.closed_by.index if window.closed_by else None,
-                "fetches": [{"index": f.index, "va": f.va, "pa": f.pa,
-                             "symbol": image.symbolize(f.va, f.pa)} for f in window.fetches],
-            }
-            for window in run.windows
-        ],
+        "windows": [_window_json(run, disassembler, number, window)
+                    for number, window in enumerate(run.windows, 1)],
     }
 
 
@@ -249,7 +314,8 @@ def _row_json(run: CheckRun, row: Row, flagged: dict[int, list[str]]) -> dict[st
     if isinstance(row, CacheLoop):
         first = row.first
         return {"index": first.index, "kind": "cache-loop", "category": "cache",
-                "pc": first.pc, "pa": first.pa, "el": first.el,
+                "pc": first.pc, "pa": first.pa, "identity": first.pa == first.pc,
+                "el": first.el,
                 "symbol": run.image.symbolize(first.pc, first.pa),
                 "description": row.describe(), **row.to_dict()}
     if isinstance(row, MaintenanceStretch):
@@ -272,11 +338,12 @@ def _event_json(run: CheckRun, event: Event) -> dict[str, object]:
         "category": event.category,
         "pc": event.pc,
         "pa": event.pa,
+        "identity": event.pa == event.pc,
         "el": event.el,
         "symbol": run.image.symbolize(event.pc, event.pa),
         "description": event.describe(),
     }
     if isinstance(event, SysRegWrite):
         data.update(register=event.register, old=event.old, new=event.new,
-                    regime_after=regime_state(event.after))
+                    regime=event.after.name.value, regime_after=regime_state(event.after))
     return data
