@@ -56,6 +56,7 @@ bench: setup tools
 	$(PY) bench/bench_sweep.py
 	$(PY) bench/bench_fill.py
 	$(PY) bench/bench_debug.py
+	$(PY) bench/bench_trace.py
 
 # The walker against QEMU's own, 25 times the suite's examples (minutes).
 fuzz: setup

@@ -8,6 +8,9 @@ Checking mode installs no per-instruction Python hook.  What it does install:
   turn them into typed events (:mod:`emu.machine.probes`); the SYS hook is
   native and only logs IC and DC, which become events when the log is read
   (:mod:`emu.machine.cachelog`);
+* a native (C) code hook that logs each executed instruction's index and
+  PC, only while something records instructions (``bootemu trace``): the
+  log is handed over in batches, in order (:mod:`emu.machine.tracelog`);
 * a per-instruction Python hook only while an observer asks to watch
   instructions: for checking, only inside an *MMU-transition window* - from
   an MMU-off (or the first MMU-on) to the first context synchronization after
@@ -22,7 +25,7 @@ that says why.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from unicorn import (
@@ -72,6 +75,7 @@ from emu.machine.operands import memory_operand_address
 from emu.machine.probes import Probes
 from emu.machine.rom import RomBanks
 from emu.machine.stop import Stop, StopKind
+from emu.machine.tracelog import InstructionBatch, TraceLog
 from emu.machine.windows import WindowTracker, barrier_name
 
 MIB = 1 << 20
@@ -123,6 +127,10 @@ class InstructionObserver(Protocol):
         """Called before the instruction at ``address``, the ``index``-th of the run."""
 
 
+InstructionRecorder = Callable[[InstructionBatch], None]
+"""Receives the executed instructions in batches (see :meth:`Machine.record_instructions`)."""
+
+
 class Machine:
     """A booted-but-not-yet-run AArch64 CPU with an image in RAM."""
 
@@ -171,6 +179,9 @@ class Machine:
         # is any, one UC_HOOK_CODE calls them (see watch_instructions).
         self._watchers: list[InstructionObserver] = []
         self._instruction_hook: int | None = None
+        # Recorders of executed instructions, in batches; while there is any,
+        # the native trace log's code hook is installed (see record_instructions).
+        self._recorders: list[InstructionRecorder] = []
         # The same for data accesses (one UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE).
         self._memory_watchers: list[MemoryObserver] = []
         self._memory_hook: int | None = None
@@ -198,6 +209,7 @@ class Machine:
         self._interrupted = False  # set by interrupt(), from any thread
 
         self._counter = BlockCounter()
+        self._trace_log = TraceLog(self._counter)
         self._probes = Probes(self)
         self._windows = WindowTracker(self)
         self._maintenance = MaintenanceTracker(self)
@@ -259,7 +271,7 @@ class Machine:
         uc.ctl_exits_enabled(True)
         uc.ctl_set_exits([])
         self._probes.install(uc, self._counter)
-        self.mmu.before_fill = self._probes.drain_cache_log
+        self.mmu.before_fill = self.drain_logs
         uc.hook_add(UC_HOOK_INSN, self._on_mrs, None, 1, 0, a64.UC_ARM64_INS_MRS)
         self._counter.install(uc)
 
@@ -591,6 +603,9 @@ class Machine:
         """
         self._probes.drain_cache_log()
         self._probes.settle_before(event.index)
+        # The instructions up to the event's, so that recorders see the event
+        # right after its instruction (the rest stay logged, in order).
+        self._drain_instructions(event.index)
         self.events.append(event)
         for observer in self.observers:
             observer.on_event(event)
@@ -639,6 +654,49 @@ class Machine:
         if any(watcher is observer for watcher in self._watchers):
             self._watchers = [watcher for watcher in self._watchers if watcher is not observer]
             self.pause()
+
+    def record_instructions(self, recorder: InstructionRecorder) -> None:
+        """Hand every executed instruction to ``recorder`` from now on, in
+        batches (:class:`~emu.machine.tracelog.InstructionBatch`: index and VA of
+        each, in order, and the exception level they ran at), without a Python
+        call per instruction.
+
+        A native code hook logs each instruction once (also when emulation
+        stops in front of it and starts there again).  The log is handed over
+        whenever the machine's event stream must be complete: before each
+        event reaches an observer, the instructions up to the event's (so an
+        observer sees each event right after its instruction's batch); before
+        a TLB fill; at every stop; and when the log is full.  The hook is
+        installed between stretches of emulation, like
+        :meth:`watch_instructions`'s, and costs a native call per instruction.
+        """
+        if all(known is not recorder for known in self._recorders):
+            self._recorders.append(recorder)
+            self._trace_log.enable()  # if stop_recording disabled it, still installed
+            self.pause()
+
+    def stop_recording(self, recorder: InstructionRecorder) -> None:
+        """Hand ``recorder`` what was logged so far, then nothing more."""
+        if any(known is recorder for known in self._recorders):
+            self.drain_logs()
+            self._recorders = [known for known in self._recorders if known is not recorder]
+            if not self._recorders:
+                self._trace_log.disable()  # the hook itself goes at the next stop
+            self.pause()
+
+    def drain_logs(self) -> None:
+        """Hand over everything logged natively, in order: the cache
+        maintenance (as events), then the executed instructions."""
+        self._probes.drain_cache_log()
+        self._drain_instructions()
+
+    def _drain_instructions(self, upto: int | None = None) -> None:
+        """Hand the logged instructions (those up to index ``upto``) to the recorders."""
+        batch = self._trace_log.take(upto)
+        if batch is None:
+            return
+        for recorder in tuple(self._recorders):
+            recorder(batch)
 
     def watch_memory(self, observer: MemoryObserver) -> None:
         """Call ``observer.on_memory`` before every load and store from now on
@@ -699,7 +757,7 @@ class Machine:
 
     def _apply_pending(self) -> None:
         uc = self.uc
-        self._probes.drain_cache_log()
+        self.drain_logs()
         self._probes.settle()
         if self.roms.apply():
             self._flush_pending = True  # the softmmu TLB still points at the MMIO bank
@@ -707,6 +765,19 @@ class Machine:
             self._flush_pending = False
             self.mmu.forget_registers()
             uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        trace_log = self._trace_log
+        if self._recorders and not trace_log.installed:
+            if self._instruction_hook is not None:
+                # The native hook must log an instruction before any Python
+                # watcher sees it (a barrier it reports then annotates the
+                # instruction's line): hooks run in the order they were added.
+                uc.hook_del(self._instruction_hook)
+                self._instruction_hook = None
+            trace_log.install(uc, self.el, self.drain_logs)
+            uc.ctl_flush_tb()  # blocks translated before now lack the hook call
+        elif not self._recorders and trace_log.installed:
+            trace_log.remove(uc)
+            uc.ctl_flush_tb()
         if self._watchers and self._instruction_hook is None:
             self._instruction_hook = uc.hook_add(UC_HOOK_CODE, self._on_window_insn)
             uc.ctl_flush_tb()  # blocks translated before now lack the hook call
@@ -943,7 +1014,7 @@ class Machine:
         except UcError as err:
             return err
         finally:
-            self._probes.drain_cache_log()
+            self.drain_logs()
         return None
 
     def _finish(self, stop: Stop) -> Stop:

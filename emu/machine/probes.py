@@ -184,7 +184,7 @@ class Probes:
         name = sysreg_name(cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)
         if name not in EVENT_REGISTERS:
             return False
-        self.drain_cache_log()  # with the regime they ran in, which this write changes
+        machine.drain_logs()  # with the regime they ran in, which this write changes
         pc = machine.pc
         index = machine.index_at(pc)
         el = machine.mmu.current_el()
@@ -225,7 +225,7 @@ class Probes:
     def _on_sys(self, uc: Uc, _reg: int, cp: CpReg) -> bool:
         """A SYS operation other than IC and DC (those are logged natively)."""
         machine = self._machine
-        self.drain_cache_log()  # what ran before it, in order
+        machine.drain_logs()  # what ran before it, in order
         name = sys_op_name(cp.op1, cp.crn, cp.crm, cp.op2)
         pc = machine.pc
         index = machine.index_at(pc)
