@@ -183,3 +183,26 @@ def test_memory_observers_get_the_virtual_address_of_an_access() -> None:
     machine.step()
     assert ("write", 0x80_0020_7000) in seen.accesses
     assert all(address != 0x4000_7000 for _, address in seen.accesses)
+
+
+def test_reverse_continue_finds_a_hit_made_before_a_client_edit(tmp_path: Path) -> None:
+    """``store`` runs once, as instruction #6 (the program text).  An edit made
+    after it (at #7) must not hide it from reverse-continue, which replays the
+    edit and looks for hits on the way."""
+    from emu.debug.session import DebugSession
+
+    source = tmp_path / "debugging.S"
+    source.write_text(PROGRAM)
+    image = build_image(source, load_address=0x4000_0000)
+    session = DebugSession(image, Board())
+    session.add_breakpoint(image.symbols["store"])
+    assert session.resume().stop.index == 6
+    session.resume(step=True)
+    session.write_register("x9", 0x55)  # at #7
+    session.resume(step=True)
+    report = session.reverse_continue()
+    assert (report.stop.index, report.history_begin) == (6, False)
+    assert session.machine.pc == image.symbols["store"]
+    # Going back before an edit forgets it: the run forward from here is the guest's own.
+    session.resume(step=True)
+    assert session.read_register("x9") == 0

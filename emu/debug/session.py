@@ -9,7 +9,8 @@ Reverse execution is deterministic re-execution: the same image, board and
 seed give the same run instruction for instruction, so the state in front of
 instruction #N is reached by building the machine again and running exactly
 N instructions (``#N`` is exact).  Edits a client made (registers, memory)
-are replayed at the instruction count they were made at.  No memory
+are replayed at the instruction count they were made at; going back before
+an edit forgets it.  No memory
 snapshots: after one, Unicorn 2.1.x makes every later guest store 30-45 us
 slower (DESIGN.md, engine facts); for boot code, running again from reset
 costs milliseconds.
@@ -189,30 +190,44 @@ class DebugSession:
 
     # -- backwards -------------------------------------------------------------
 
+    def _install_points(self, machine: Machine) -> None:
+        """Give ``machine`` the client's breakpoints and watchpoints."""
+        for breakpoint in self._breakpoints.values():
+            machine.add_breakpoint(breakpoint.address, physical=breakpoint.physical)
+        for watchpoint in self._watchpoints.values():
+            machine.add_watchpoint(watchpoint.address, watchpoint.length, watchpoint.kind,
+                                   physical=watchpoint.physical)
+
+    def _replay(self, machine: Machine, index: int, hits: list[Stop] | None = None) -> Stop:
+        """Run a machine built afresh to exactly ``index`` instructions, applying
+        the client's edits at the counts they were made at.  With ``hits``, the
+        machine has breakpoints or watchpoints: each stop at one before
+        ``index`` is appended there and the run goes on."""
+        stop = Stop(StopKind.ARRIVED, machine.pc, 0, "at the entry point")
+        steps: list[tuple[int, Edit | None]] = [
+            *((at, edit) for at, edit in self._edits if at <= index), (index, None)]
+        for at, edit in steps:
+            while machine.index_now() < at:
+                stop = machine.run(f"#{at}", max_insns=at)
+                if (hits is None or stop.index >= at
+                        or stop.kind not in (StopKind.ARRIVED, StopKind.WATCHPOINT)):
+                    break
+                hits.append(stop)
+            if edit is not None:
+                edit(machine)
+        return stop
+
     def _replay_to(self, index: int) -> Stop:
         """Build the machine again and run it to exactly ``index`` instructions,
         replaying the client's edits; breakpoints and watchpoints carry over."""
         self._replaying = True
         try:
             self.machine, self.rules = self._build()
-            machine = self.machine
-            stop = Stop(StopKind.ARRIVED, machine.pc, 0, "at the entry point")
-            for at, edit in self._edits:
-                if at > index:
-                    break
-                if at > machine.index_now():
-                    stop = machine.run(f"#{at}", max_insns=at)
-                edit(machine)
-            if index > machine.index_now():
-                stop = machine.run(f"#{index}", max_insns=index)
+            stop = self._replay(self.machine, index)
         finally:
             self._replaying = False
         self._edits = [(at, edit) for at, edit in self._edits if at <= index]
-        for breakpoint in self._breakpoints.values():
-            machine.add_breakpoint(breakpoint.address, physical=breakpoint.physical)
-        for watchpoint in self._watchpoints.values():
-            machine.add_watchpoint(watchpoint.address, watchpoint.length, watchpoint.kind,
-                                   physical=watchpoint.physical)
+        self._install_points(self.machine)
         return stop
 
     def reverse_step(self) -> StopReport:
@@ -233,23 +248,8 @@ class DebugSession:
         self._replaying = True
         try:
             search = Machine(self.image, self.board)
-            for at, edit in self._edits:
-                if at >= now:
-                    break
-                if at > search.index_now():
-                    search.run(f"#{at}", max_insns=at)
-                edit(search)
-            for breakpoint in self._breakpoints.values():
-                search.add_breakpoint(breakpoint.address, physical=breakpoint.physical)
-            for watchpoint in self._watchpoints.values():
-                search.add_watchpoint(watchpoint.address, watchpoint.length, watchpoint.kind,
-                                      physical=watchpoint.physical)
-            while search.index_now() < now:
-                stop = search.run(max_insns=now)
-                if stop.index >= now or stop.kind not in (StopKind.ARRIVED,
-                                                          StopKind.WATCHPOINT):
-                    break
-                hits.append(stop)
+            self._install_points(search)
+            self._replay(search, now, hits)
         finally:
             self._replaying = False
         if not hits:
