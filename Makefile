@@ -45,6 +45,7 @@ demo: setup
 test: setup tools
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q examples
 
 # The real-image runs of minutes (marked slow): Linux to its VFS panic.
 test-slow: setup tools

@@ -56,6 +56,9 @@ class CheckRun:
     board: Board = field(default_factory=Board)
     # Where the instruction at the stop's PC is fetched from (None: that fetch faults).
     stop_pa: int | None = None
+    # The machine as the run left it (registers, memory, TLB), for a test to
+    # look into; not part of the run's value.
+    machine: Machine | None = field(default=None, repr=False, compare=False)
 
     @property
     def exit_status(self) -> int | None:
@@ -150,4 +153,5 @@ def check_image(
         output=machine.console.text(),
         board=board,
         stop_pa=ran.pa,
+        machine=machine,
     )
