@@ -1014,6 +1014,11 @@ class Machine:
         except UcError as err:
             return err
         finally:
+            # The table stores that completed first: each becomes an event at
+            # its store, which a recorder can still attach to the store's
+            # instruction, since the instructions after it come after it.
+            self._probes.drain_cache_log()
+            self._probes.settle_before(self.index_now())
             self.drain_logs()
         return None
 

@@ -227,11 +227,12 @@ class MmuUnit:
         """Whether a physical page is known to hold translation tables."""
         return pa & PAGE_MASK in self.table_pages or self.tlb.is_table_page(pa)
 
-    def executed_pa(self, va: int) -> int | None:
-        """Where the instruction at VA was fetched from: through the architectural
-        TLB entry when one covers it (the fill hook prefers it to a fresh walk
-        that disagrees), else through the tables; None when both fault."""
-        regime = self.regime()
+    def executed_pa(self, va: int, regime: TranslationRegime | None = None) -> int | None:
+        """Where the instruction at VA was fetched from (in ``regime``, by
+        default the current one): through the architectural TLB entry when one
+        covers it (the fill hook prefers it to a fresh walk that disagrees),
+        else through the tables; None when both fault."""
+        regime = regime or self.regime()
         if regime.mmu_enabled:
             cached = self.tlb.lookup(regime.name.value, va, regime_asid(regime))
             if cached is not None and cached.perms & UC_PROT_EXEC:
