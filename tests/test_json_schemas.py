@@ -85,6 +85,8 @@ def _runs(sources: dict[str, Path]) -> dict[str, tuple[str, ...]]:
         "run-budget": ("run", spin, "--max-insns", "100", "--json"),
         "trace-window": ("trace", head, "--json", "--window", "2"),
         "trace-budget": ("trace", head, "--json", "--max-insns", "50"),
+        "trace-logs": ("trace", head, "--json", "--until", "#12600", "--log", "exec,cpu,int,mmu",
+                       "--filter", "switch_ttbr_id"),
         "asm": ("asm", head, "--json"),
         "layout": ("layout", head, "--json"),
         "layout-problems": ("layout", head, "--layout", "pre-rework", "--json"),
@@ -189,7 +191,7 @@ def test_run_json_validates(out, name: str) -> None:
     _valid("run", _json(out, name))
 
 
-@pytest.mark.parametrize("name", ["trace-window", "trace-budget"])
+@pytest.mark.parametrize("name", ["trace-window", "trace-budget", "trace-logs"])
 def test_every_trace_json_line_validates(out, name: str) -> None:
     lines = _lines(out, name)
     validator = _validator("trace")
@@ -200,6 +202,8 @@ def test_every_trace_json_line_validates(out, name: str) -> None:
     if name != "trace-budget":
         assert any("gap" in line for line in lines)
     assert any("disassembly" in line for line in lines)
+    if name == "trace-logs":
+        assert {line["log"] for line in lines if "log" in line} == {"cpu", "mmu"}
 
 
 @pytest.mark.parametrize("name", ["sweep", "sweep-incomplete", "sweep-defect"])

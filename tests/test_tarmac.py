@@ -25,11 +25,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import HEAD_S
+from conftest import HEAD_S, REPO
 
 from emu.asm.elf_writer import write_elf
 from emu.board.board import Board
@@ -348,3 +349,39 @@ def test_finish_detaches(head_image: BootImage) -> None:
     assert tracer.instructions == 10
     machine.run(max_insns=20)
     assert len(lines) == written
+
+
+# -- the command line -------------------------------------------------------------
+
+
+def _bootemu(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "emu.cli", *args], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
+
+
+def test_trace_tarmac_on_the_command_line(head: Traced) -> None:
+    """`bootemu trace --tarmac --memory`: stdout is the library's Tarmac trace,
+    every line of it by the grammar; the stop record is on stderr."""
+    done = _bootemu("trace", "--tarmac", "--memory", str(HEAD_S))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    records = [parse(line) for line in lines]
+    assert len(records) == len(head.records)
+    assert lines == head.lines
+    assert done.stderr.startswith(f"bootemu: stopped after {head.run.stop.index} instructions")
+    assert "it arrived at start_c" in done.stderr
+    plain = _bootemu("trace", "--tarmac", "--until", "#50", str(HEAD_S))
+    assert plain.returncode == 0, plain.stderr
+    kinds = [parse(line).kind for line in plain.stdout.splitlines()]
+    assert "M" not in kinds and kinds.count("IT") + kinds.count("IS") == 50
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--tarmac", "--json"], "--json and --tarmac cannot be combined"),
+    (["--memory"], "--memory needs --tarmac"),
+    (["--tarmac", "--window", "4"], "--window cannot be combined with --tarmac"),
+])
+def test_trace_tarmac_usage_errors(args: list[str], message: str) -> None:
+    done = _bootemu("trace", *args, str(HEAD_S))
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr

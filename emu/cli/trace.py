@@ -26,6 +26,8 @@ from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
 from emu.machine.stop import StopKind
 from emu.machine.targets import DEFAULT_TARGET, run_to_target
 from emu.report.ending import RunEnd, counted
+from emu.report.qemu_log import LOG_ITEMS, QemuStyleLog, log_line, parse_filter, parse_log_items
+from emu.report.tarmac import TarmacTracer
 from emu.report.timeline import ALL_EVENTS
 from emu.report.trace import Tracer
 
@@ -51,8 +53,9 @@ class _Output:
     exit fails, and the machine is asked to stop: the trace ends quietly.
     """
 
-    def __init__(self, machine: Machine) -> None:
+    def __init__(self, machine: Machine, fd: int | None = None) -> None:
         self.machine = machine
+        self.fd = sys.stdout.fileno() if fd is None else fd
         self.closed = False
         self._pieces: list[str] = []
         self._size = 0
@@ -89,11 +92,11 @@ class _Output:
         data = memoryview(text.encode(self._encoding, self._errors))
         try:
             while data:
-                data = data[os.write(sys.stdout.fileno(), data):]
+                data = data[os.write(self.fd, data):]
         except BrokenPipeError:
             self.closed = True
             devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            os.dup2(devnull, self.fd)
             os.close(devnull)
             self.machine.interrupt()
 
@@ -116,10 +119,36 @@ class _Output:
               help="JSON Lines: one object per instruction (or gap), the stop last.")
 @click.option("--pc-only", is_flag=True,
               help="Only the count and the VA of each instruction (the fastest trace).")
+@click.option("--tarmac", is_flag=True,
+              help="A Tarmac trace, the format of Arm's Fast Models that Arm's Tarmac Trace "
+                   "Utilities (tarmac-browser, tarmac-calltree, ...) read: an IT line per "
+                   "instruction (VA:PA, encoding, EL, disassembly), R lines for the registers "
+                   "it changed (X30 after every BL, the SP, CPSR, translation system "
+                   "registers).  The stop record goes to stderr.  docs/tarmac.md lists the "
+                   "lines.  (--format names what SOURCE is.)")
+@click.option("--memory", is_flag=True,
+              help="With --tarmac: MR/MW lines for each load and store to RAM (size, "
+                   "VA:PA, value).")
+@click.option("--log", "log_items", default="exec", show_default=True, metavar="ITEMS",
+              help="What the log holds, as QEMU's -d items: a comma list of "
+                   + "; ".join(f"{name}: {what}" for name, what in LOG_ITEMS.items())
+                   + ".  Each cpu/int/mmu line names its instruction's #index and "
+                     "follows that instruction's line.")
+@click.option("--log-file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              default=None, metavar="FILE",
+              help="Write the log to FILE instead of stdout (as QEMU's -D); a one-line "
+                   "summary goes to stderr.")
+@click.option("--filter", "filter_spec", default=None, metavar="RANGES",
+              help="Only the exec and cpu lines of instructions at these VAs (as QEMU's "
+                   "-dfilter): a comma list of START..END, START+SIZE or SYMBOL (from it to "
+                   "the next symbol, at its link address and its physical alias); the "
+                   "instructions left out are gap lines.")
 @input_errors
 def trace(source: Path, load_address: int | None, defines: tuple[str, ...],
           include_dirs: tuple[Path, ...], boot: BootSpec, until: str, window: int | None,
-          max_insns: int, events: frozenset[str], as_json: bool, pc_only: bool) -> None:
+          max_insns: int, events: frozenset[str], as_json: bool, pc_only: bool,
+          tarmac: bool, memory: bool, log_items: str, log_file: Path | None,
+          filter_spec: str | None) -> None:
     """Print each executed instruction: count, VA, PA, symbol+offset, encoding, disassembly.
 
     The last line says where and why the run stopped.  A native hook logs the
@@ -138,11 +167,37 @@ def trace(source: Path, load_address: int | None, defines: tuple[str, ...],
                  2 usage or input error;
                  130 interrupted (Ctrl-C).
     """
-    if as_json and pc_only:
-        raise click.UsageError("--pc-only and --json cannot be combined")
+    chosen = [name for name, on in (("--json", as_json), ("--pc-only", pc_only),
+                                    ("--tarmac", tarmac)) if on]
+    if len(chosen) > 1:
+        raise click.UsageError(f"{' and '.join(chosen)} cannot be combined: each is a layout")
+    if memory and not tarmac:
+        raise click.UsageError("--memory needs --tarmac (the other layouts have no memory lines)")
+    if tarmac and window is not None:
+        raise click.UsageError("--window cannot be combined with --tarmac: a Tarmac trace "
+                               "has every instruction (its tools follow calls and registers)")
+    try:
+        items = parse_log_items(log_items)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--log") from None
+    if tarmac and items != {"exec"}:
+        raise click.UsageError("--log cannot be combined with --tarmac: Tarmac has its own lines")
+    if filter_spec is not None and window is not None:
+        raise click.UsageError("--filter and --window cannot be combined: each picks the "
+                               "instructions shown")
     image, board = boot.load()
+    ranges = None
+    if filter_spec is not None:
+        try:
+            ranges = parse_filter(filter_spec, image)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--filter") from None
     machine = Machine(image, board)
-    out = _Output(machine)
+    fd = None
+    if log_file is not None:
+        # An OSError names the file: one line and status 2 (input_errors).
+        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    out = _Output(machine, fd)
 
     def on_sigint(_signum: int, _frame: FrameType | None) -> None:
         # The run stops between translation blocks: no KeyboardInterrupt
@@ -152,12 +207,34 @@ def trace(source: Path, load_address: int | None, defines: tuple[str, ...],
         machine.interrupt()
 
     layout = "json" if as_json else "pc" if pc_only else "text"
-    tracer = Tracer(machine, out.write, window=window, events=events, layout=layout)
+    tracer: Tracer | TarmacTracer | None = None
+    if tarmac:
+        tracer = TarmacTracer(machine, lambda line: out.write(line + "\n"), memory=memory)
+    elif "exec" in items:
+        tracer = Tracer(machine, out.write, window=window, events=events, layout=layout,
+                        address_filter=ranges)
+    log = None
+    if items - {"exec"}:
+        exec_tracer = tracer if isinstance(tracer, Tracer) else None
+
+        def emit(index: int, item: str, text: str) -> None:
+            line = log_line(index, item, text, as_json)
+            if exec_tracer is not None:
+                exec_tracer.add_detail(index, line)
+            else:
+                out.write(line)
+
+        log = QemuStyleLog(machine, items, emit, ranges)
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         ran = run_to_target(machine, until, max_insns)
         stop = ran.stop
-        tracer.flush()
+        if isinstance(tracer, TarmacTracer):
+            tracer.finish()
+        elif tracer is not None:
+            tracer.flush()
+        if log is not None:
+            log.detach()
         end = RunEnd.of(stop, image, ran.pa, ran.target)
         if as_json:
             out.write(json.dumps({"stop": stop.kind.value, "index": stop.index, "pc": stop.pc,
@@ -166,11 +243,20 @@ def trace(source: Path, load_address: int | None, defines: tuple[str, ...],
         else:
             detail = end.detail if stop.kind is not StopKind.INTERRUPTED else None
             detail = f" ({detail})" if detail else ""
-            out.write(f"stopped after {counted(stop.index, 'instruction')} at {end.where()}: "
+            record = (f"stopped after {counted(stop.index, 'instruction')} at {end.where()}: "
                       f"{end.reason}{detail}\n")
+            if tarmac:  # a Tarmac file holds Tarmac lines only
+                out.flush()
+                sys.stderr.write(f"bootemu: {record}")
+            else:
+                out.write(record)
+                if log_file is not None:
+                    sys.stderr.write(f"bootemu: log in {log_file}; {record}")
     finally:
         signal.signal(signal.SIGINT, previous)
         out.flush()
+        if fd is not None:
+            os.close(fd)
     if out.closed:
         sys.exit(REACHED)
     if stop.kind is StopKind.INTERRUPTED:

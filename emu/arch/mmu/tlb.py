@@ -21,6 +21,7 @@ only guaranteed to have taken effect after a DSB of the right kind.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from emu.arch.sysregs import tlbi_scope
@@ -73,6 +74,8 @@ class TlbModel:
         # Insertion order, so the indexes give entries in the order they were made.
         self._order: dict[_Key, int] = {}
         self._next = 0
+        # Told of every entry as it is made (``bootemu trace --log mmu``).
+        self.on_insert: Callable[[TlbEntry], None] | None = None
 
     def is_table_page(self, pa: int) -> bool:
         """Whether a physical page holds descriptors some live entry was walked from."""
@@ -135,6 +138,8 @@ class TlbModel:
             self._drop([key])
         self._entries[key] = entry
         self._index(key, entry)
+        if self.on_insert is not None:
+            self.on_insert(entry)
 
     def entries(self, regime: str) -> list[TlbEntry]:
         return [e for (r, _, _), e in self._entries.items() if r == regime]
