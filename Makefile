@@ -64,7 +64,7 @@ fuzz: setup
 	BOOTEMU_FUZZ_EXAMPLES=25 $(PY) -m pytest tests/test_walk_oracle.py -q -s -p no:cacheprovider
 
 lint: setup
-	$(VENV)/bin/ruff check emu tests bench
+	$(VENV)/bin/ruff check emu tests bench bootemu examples
 	$(VENV)/bin/lint-imports --no-cache
 
 clean:

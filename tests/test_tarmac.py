@@ -385,3 +385,22 @@ def test_trace_tarmac_usage_errors(args: list[str], message: str) -> None:
     done = _bootemu("trace", *args, str(HEAD_S))
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_abort_writes_its_syndrome_registers() -> None:
+    """A data abort taken to EL2 writes ESR_EL2, FAR_EL2 and ELR_EL2 (DDI 0487
+    D1.10 "Exception entry"); the Tarmac trace has their R lines with the values
+    test_exceptions' table gives (a translation fault at level 3 on a load)."""
+    from conftest import build_image as build_small_image
+    from test_exceptions import EC_DABT_SAME, IL, TRANSLATION, _program, _tables
+
+    va = 0x80_0000_0000 + 0x3000
+    image = build_small_image(_program("ldr x3, [x2]", va), _tables())
+    traced = trace(image, "done", memory=False)
+    # They are written by the faulting load: its lines, not a later MSR's.
+    [(_, lines)] = [(insn, lines) for insn, lines in groups(traced.records)
+                    if int(insn.fields["address"], 16) == image.symbols["access"]]
+    written = {r.fields["name"]: r.value for r in lines if r.kind == "R"}
+    assert written["ESR_EL2"] == (EC_DABT_SAME << 26) | IL | (TRANSLATION + 3)
+    assert written["FAR_EL2"] == va
+    assert written["ELR_EL2"] == image.symbols["access"]

@@ -106,7 +106,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from emu.arch.mmu.walk import Access
-from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
+from emu.machine.events import Event, ExceptionTaken
+from emu.machine.machine import DEFAULT_MAX_INSNS, Machine, MachineObserver
 from emu.machine.targets import TargetRun, run_to_target
 from emu.report.trace import Disassembler
 
@@ -124,6 +125,7 @@ _GENERAL = tuple(f"x{n}" for n in range(31))
 _SP = 31
 _PSTATE = 32
 _SYSTEM = 33
+_MSR_REGISTER = 0xD51  # bits [31:20] of MSR <system register>, Xt (DDI 0487 C6.2 "MSR (register)")
 _MASK32 = 0xFFFF_FFFF
 _PAGE = 0x1000
 _PAGE_MASK = ~(_PAGE - 1) & ((1 << 64) - 1)
@@ -288,7 +290,7 @@ class _Pending:
     accesses: list[_Access] = field(default_factory=list)
 
 
-class TarmacTracer:
+class TarmacTracer(MachineObserver):
     """Writes a Tarmac trace of a machine's run to ``sink``, one line a call.
 
     Attaches to ``machine`` at once as an instruction observer (and, with
@@ -305,17 +307,28 @@ class TarmacTracer:
         self.memory = memory
         self.system_registers = tuple(name for name in system_registers
                                       if _readable_register(machine, name))
-        self._names = (*_GENERAL, "sp", "pstate", *self.system_registers)
+        # X0-X30, SP and PSTATE in one call to Unicorn after every instruction;
+        # the system registers only after an instruction that can write them
+        # (an MSR) or an exception (which writes ELR, SPSR, ESR, FAR).
+        self._read_core = machine.register_reader((*_GENERAL, "sp", "pstate"))
+        self._system: tuple[int, ...] = tuple(machine.reg(name)
+                                              for name in self.system_registers)
+        self._exception_taken = False
         self._pending: _Pending | None = None
         self._disassembler = Disassembler()
         self._ram = tuple((base, base + size) for base, size in
                           ((machine.ram_base, machine.ram_size), *machine.plan.extra_memory))
         self.instructions = 0  # IT/IS lines written
+        machine.observers.append(self)
         machine.watch_instructions(self)
         if memory:
             machine.watch_memory(self)
 
     # -- the machine's calls -----------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, ExceptionTaken):
+            self._exception_taken = True
 
     def on_instruction(self, index: int, address: int) -> None:
         """Before each instruction: write the previous one, then note this one."""
@@ -325,7 +338,7 @@ class TarmacTracer:
             # its store): its accesses come again.
             pending.accesses.clear()
             return
-        now = self._snapshot()
+        now = self._snapshot(pending)
         if pending is not None:
             self._write(pending, now)
         pa = self.machine.mmu.executed_pa(address)
@@ -385,8 +398,10 @@ class TarmacTracer:
         """
         pending, self._pending = self._pending, None
         if pending is not None and pending.index < self.machine.executed:
-            self._write(pending, self._snapshot())
+            self._write(pending, self._snapshot(pending))
         self.machine.unwatch_instructions(self)
+        if self in self.machine.observers:
+            self.machine.observers.remove(self)
         if self.memory:
             self.machine.unwatch_memory(self)
 
@@ -424,9 +439,15 @@ class TarmacTracer:
 
     # -- machine state -------------------------------------------------------------
 
-    def _snapshot(self) -> tuple[int, ...]:
-        reg = self.machine.reg
-        return tuple(reg(name) for name in self._names)
+    def _snapshot(self, pending: _Pending | None) -> tuple[int, ...]:
+        """The registers now, after ``pending`` (the instruction before)."""
+        core = self._read_core()
+        if (pending is None or self._exception_taken or pending.word >> 20 == _MSR_REGISTER
+                or core[_PSTATE] != pending.before[_PSTATE]):  # an interrupt taken
+            self._exception_taken = False
+            reg = self.machine.reg
+            self._system = tuple(reg(name) for name in self.system_registers)
+        return core + self._system
 
     def _readable(self, pa: int, size: int, *, loading: bool) -> bool:
         """Whether reading [pa, pa + size) from outside has no effect on a device."""
