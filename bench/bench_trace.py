@@ -56,10 +56,10 @@ LOAD = 0x4020_0000
 POWER_OFF = "    movz w0, #0x0008\n    movk w0, #0x8400, lsl #16\n    smc #0\n    b .\n"
 BOOTEMU = [sys.executable, "-m", "emu.cli", "trace"]
 LAYOUTS = {"text": [], "JSON": ["--json"], "PC-only": ["--pc-only"],
-           "Tarmac": ["--tarmac"], "Tarmac with MR/MW": ["--tarmac", "--memory"]}
+           "Tarmac": ["--tarmac"], "Tarmac with memory": ["--tarmac", "--memory"]}
 # The Tarmac writer reads the registers around every instruction (a Python call
 # each): it runs on the first --spin only, where it takes seconds, not minutes.
-SLOW = ("Tarmac", "Tarmac with MR/MW")
+SLOW = ("Tarmac", "Tarmac with memory")
 QEMU_PC = re.compile(rb"^Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]{16})/")
 
 

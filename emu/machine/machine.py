@@ -327,7 +327,7 @@ class Machine:
             status = read_batch(handle, ids, pointers, count)
             if status:
                 raise UcError(status)
-            return tuple(values)
+            return tuple(values[:])  # a slice is made in C; iterating calls Python
 
         return read
 

@@ -106,7 +106,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from emu.arch.mmu.walk import Access
-from emu.machine.events import Event, ExceptionTaken
+from emu.machine.events import (
+    CacheMaintenance,
+    DescriptorWrite,
+    Event,
+    ExceptionTaken,
+    SysRegWrite,
+    TlbInvalidate,
+)
 from emu.machine.machine import DEFAULT_MAX_INSNS, Machine, MachineObserver
 from emu.machine.targets import TargetRun, run_to_target
 from emu.report.trace import Disassembler
@@ -125,6 +132,7 @@ _GENERAL = tuple(f"x{n}" for n in range(31))
 _SP = 31
 _PSTATE = 32
 _SYSTEM = 33
+_EL_BITS = 0xC  # PSTATE.EL
 _MSR_REGISTER = 0xD51  # bits [31:20] of MSR <system register>, Xt (DDI 0487 C6.2 "MSR (register)")
 _MASK32 = 0xFFFF_FFFF
 _PAGE = 0x1000
@@ -314,6 +322,10 @@ class TarmacTracer(MachineObserver):
         self._system: tuple[int, ...] = tuple(machine.reg(name)
                                               for name in self.system_registers)
         self._exception_taken = False
+        # (VA, PSTATE's EL bits) -> where the instruction there is fetched
+        # from, and its encoding, under the translations in force.
+        self._fetched: dict[tuple[int, int], tuple[int | None, int]] = {}
+        self._data_pages: dict[tuple[int, bool, int], int | None] = {}  # the same, for data
         self._pending: _Pending | None = None
         self._disassembler = Disassembler()
         self._ram = tuple((base, base + size) for base, size in
@@ -329,6 +341,12 @@ class TarmacTracer(MachineObserver):
     def on_event(self, event: Event) -> None:
         if isinstance(event, ExceptionTaken):
             self._exception_taken = True
+        elif isinstance(event, SysRegWrite | TlbInvalidate | DescriptorWrite) or (
+                isinstance(event, CacheMaintenance) and event.operation.startswith("IC")):
+            # Translations, or code (an IC invalidation is what the
+            # architecture asks for before rewritten code runs), may change.
+            self._fetched.clear()
+            self._data_pages.clear()
 
     def on_instruction(self, index: int, address: int) -> None:
         """Before each instruction: write the previous one, then note this one."""
@@ -341,10 +359,14 @@ class TarmacTracer(MachineObserver):
         now = self._snapshot(pending)
         if pending is not None:
             self._write(pending, now)
-        pa = self.machine.mmu.executed_pa(address)
-        data = self.machine.read_physical(pa, 4) if pa is not None else None
-        word = int.from_bytes(data, "little") if data is not None else 0
-        self._pending = _Pending(index, address, pa if data is not None else None, word, now)
+        key = (address, now[_PSTATE] & _EL_BITS)
+        fetched = self._fetched.get(key)
+        if fetched is None:
+            pa = self.machine.mmu.executed_pa(address)
+            data = self.machine.read_physical(pa, 4) if pa is not None else None
+            word = int.from_bytes(data, "little") if data is not None else 0
+            fetched = self._fetched[key] = (pa if data is not None else None, word)
+        self._pending = _Pending(index, address, fetched[0], fetched[1], now)
 
     def on_memory(self, access: Access, address: int) -> None:
         """Before each load and store of the pending instruction.
@@ -381,14 +403,22 @@ class TarmacTracer(MachineObserver):
         offset = address & ~_PAGE_MASK
         pages = (start & _PAGE_MASK, (start & _PAGE_MASK) + _PAGE)
         for page in pages:
-            pa = self.machine.data_pa(page, write=write)
+            pa = self._data_pa(page, write)
             if pa is not None and pa & _PAGE_MASK == address & _PAGE_MASK:
                 return page | offset, address
         for page in pages:
             if page == address & _PAGE_MASK:
-                pa = self.machine.data_pa(address, write=write)
-                return (address, pa) if pa is not None else None
+                pa = self._data_pa(page, write)
+                return (address, pa | offset) if pa is not None else None
         return None
+
+    def _data_pa(self, page: int, write: bool) -> int | None:
+        """Where an access to VA ``page`` goes, asked of the machine once per page
+        under the translations in force (the cache goes with ``_fetched``)."""
+        key = (page, write, self._pending.before[_PSTATE] & _EL_BITS if self._pending else 0)
+        if key not in self._data_pages:
+            self._data_pages[key] = self.machine.data_pa(page, write=write)
+        return self._data_pages[key]
 
     def finish(self) -> None:
         """Write the last instruction (if it executed) and detach from the machine.
@@ -425,9 +455,10 @@ class TarmacTracer(MachineObserver):
                 self.sink(f"{stamp} M{'W' if access.write else 'R'}{access.size} "
                           f"{access.va:016x}:{access.pa:016x} {value:0{2 * access.size}x}")
         link = writes_link_register(pending.word)
-        for n in range(31):
-            if after[n] != before[n] or (n == 30 and link):
-                self.sink(f"{stamp} R X{n} {after[n]:016x}")
+        if link or after[:31] != before[:31]:
+            for n in range(31):
+                if after[n] != before[n] or (n == 30 and link):
+                    self.sink(f"{stamp} R X{n} {after[n]:016x}")
         name = stack_pointer_name(after[_PSTATE])
         if after[_SP] != before[_SP] or name != stack_pointer_name(before[_PSTATE]):
             self.sink(f"{stamp} R {name} {after[_SP]:016x}")
