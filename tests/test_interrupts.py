@@ -90,3 +90,40 @@ def test_a_target_after_wfi_is_reached_after_the_interrupt_that_wakes_it(
     assert stop.kind is StopKind.ARRIVED, stop.message
     assert stop.pc == wfi + 4
     assert machine.interrupts.taken == 1
+
+
+# The virtual timer enabled with CVAL 0: its condition holds at once (DDI 0487
+# D11.2.4, "The timer condition is met when CNTVCT - CVAL >= 0"), but the GIC's
+# distributor is never enabled, so no IRQ reaches the PE.  A WFI then waits
+# forever (D1.16.2: WFI wakes on an interrupt signalled to the PE), and code
+# that does not wait runs on: neither may stall the run with no instruction
+# executed (it did: the machine stopped for the due timer over and over).
+_TIMER_DUE_NOT_ROUTED = """\
+_start:
+    mov x0, #1
+    msr cntv_ctl_el0, x0
+    msr cntv_cval_el0, xzr
+loop:
+    {body}
+    b loop
+"""
+
+
+def _source_machine(tmp_path: Path, text: str) -> Machine:
+    path = tmp_path / "t.S"
+    path.write_text(text)
+    return Machine(load_image(path), Board())
+
+
+def test_a_due_timer_the_gic_does_not_forward_leaves_wfi_idle(tmp_path: Path) -> None:
+    machine = _source_machine(tmp_path, _TIMER_DUE_NOT_ROUTED.format(body="wfi"))
+    stop = machine.run(max_insns=10)
+    assert stop.kind is StopKind.IDLE, stop.message
+    assert stop.index == 4  # mov, msr, msr, wfi
+
+
+def test_a_due_timer_the_gic_does_not_forward_does_not_stall_a_loop(tmp_path: Path) -> None:
+    machine = _source_machine(tmp_path, _TIMER_DUE_NOT_ROUTED.format(body="add x1, x1, #1"))
+    stop = machine.run(max_insns=2_000_000)
+    assert stop.kind is StopKind.BUDGET, stop.message
+    assert machine.reg("x1") == (2_000_000 - 3 + 1) // 2  # each pair starts with the add

@@ -98,7 +98,14 @@ class InterruptDelivery:
         due = self._timer.next_deadline_ns()
         if due is None:
             return None
-        return max(now, due - self._timer.idle_ns)
+        start = due - self._timer.idle_ns
+        if start <= now:
+            # It fell due and its interrupt still does not reach the CPU (the
+            # GIC does not forward it yet): stopping for it at once would stop
+            # again and again with no instruction run.  Poll now and then, as
+            # for a masked interrupt, so that the guest can route it first.
+            return now + MASKED_POLL_INTERVAL
+        return start
 
     def after_wfi(self) -> bool | None:
         """Called when emulation returned at ``pc`` with the previous instruction a

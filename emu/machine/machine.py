@@ -943,6 +943,13 @@ class Machine:
         self._running = True
         try:
             while True:
+                if self.pc & 3:
+                    # A PC alignment fault (DDI 0487 D1.3.5): nothing at it can be
+                    # fetched.  (Unicorn would not even start: an entry of 1 mod
+                    # 0x400 is the end address _start gives it, a run of nothing.)
+                    return self._finish(Stop(
+                        StopKind.EXCEPTION, self.pc, self.index_now(),
+                        f"PC alignment fault: the PC {self.pc:#x} is not a multiple of 4"))
                 if self.index_now() >= max_insns:
                     return self._finish(Stop(StopKind.BUDGET, self.pc, self.index_now(),
                                              f"instruction budget of {max_insns} spent"))
