@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from emu.asm import assembler
-from emu.asm.assembler import assemble_file, assemble_text
+from emu.asm.assembler import AssemblyError, assemble_file, assemble_text
 from emu.asm.keystone_runner import encode
 from emu.asm.program import Program
 
@@ -324,3 +324,265 @@ def test_gnu_behaviours(case: str, tmp_path: Path) -> None:
     gnu, nm = gnu_build(source, program, tmp_path)
     assert differences(program, gnu) == []
     assert set(program.nm()) == nm_table(nm)
+
+
+# --------------------------------------------------------------------------
+# System registers, SYS operations and Armv8.1+ instructions (issue 15)
+
+GNU_MARCH = "armv9.3-a+memtag+rng+sme+ssbs+predres+profile+ls64+pauth+lse+lor+ras+sb"
+
+# Forms boot code writes, by hand; every register and SYS operation of
+# emu.arch.sysregs and emu.arch.sysreg_table is added by system_forms().
+SYSTEM_FORMS = """
+mrs x0, zcr_el1
+msr zcr_el2, x1
+msr zcr_el12, x2
+mrs x3, hcrx_el2
+msr vncr_el2, x4
+mrs x5, rndr
+mrs x6, rndrrs
+mrs x7, ssbs
+msr ssbs, x8
+msr ssbs, #1
+msr pan, x9
+mrs x10, pan
+msr pan, #0
+msr dit, #1
+msr tco, #0
+mrs x11, cntpctss_el0
+mrs x12, cntvctss_el0
+mrs x13, id_aa64zfr0_el1
+mrs x14, id_aa64smfr0_el1
+mrs x15, id_aa64isar2_el1
+mrs x16, id_aa64mmfr2_el1
+msr apiakeylo_el1, x17
+msr apiakeyhi_el1, x18
+mrs x19, accdata_el1
+msr cntpoff_el2, x20
+mrs x21, s3_0_c15_c2_0
+msr s3_7_c15_c15_7, x22
+mrs x23, S3_4_C1_C2_2
+mrs x24, s2_0_c0_c0_4
+mrs xzr, s3_3_c4_c2_6
+msr sctlr_el1, xzr
+tlbi vmalle1os
+tlbi alle2os
+tlbi alle1os
+tlbi vae2os, x0
+tlbi vale1os, x1
+tlbi rvae1, x0
+tlbi rvale1, x2
+tlbi rvae2, x3
+tlbi rvale2, x4
+tlbi rvae1is, x5
+tlbi rvae1os, x6
+tlbi ripas2e1, x7
+tlbi ripas2le1is, x8
+tlbi paallos
+tlbi rpaos, x9
+tlbi vmalle1
+tlbi vae1is, x10
+dc cvadp, x0
+dc cvap, x1
+dc cgvac, x2
+dc gva, x3
+dc gzva, x4
+dc cigdvac, x5
+at s1e1rp, x6
+at s1e1wp, x7
+cfp rctx, x8
+dvp rctx, x9
+cpp rctx, x10
+ic ivau, x11
+pacia x0, x1
+pacia x2, sp
+pacib x3, x4
+pacda x5, x6
+pacdb x7, x8
+autia x0, x1
+autib x9, sp
+autda x10, x11
+autdb x12, x13
+paciza x0
+pacizb x1
+pacdza x2
+pacdzb x3
+autiza x4
+autizb x5
+autdza x6
+autdzb x7
+xpaci x0
+xpacd x30
+xpaclri
+pacga x0, x1, x2
+pacga x3, x4, sp
+paciasp
+autiasp
+pacibsp
+autibsp
+paciaz
+autibz
+pacia1716
+autib1716
+retaa
+retab
+braa x0, x1
+brab x2, sp
+blraa x0, x1
+blrab x3, x4
+braaz x5
+brabz x6
+blraaz x7
+blrabz x30
+eretaa
+eretab
+ldraa x0, [x1]
+ldrab x2, [sp]
+ldraa x3, [x4, #8]
+ldraa x5, [x6, #-4096]
+ldrab x7, [x8, #4088]
+ldraa x9, [x10, #-8]!
+ldrab x11, [x12, #16]!
+ldadd x0, x1, [x2]
+ldadd w0, w1, [x2]
+ldadda x3, x4, [sp]
+ldaddal x0, x1, [x2]
+ldaddl w5, w6, [x7]
+ldaddb w0, w1, [x2]
+ldaddh w0, w1, [x2]
+ldaddalb w3, w4, [x5]
+ldaddlh w6, w7, [x8]
+ldclr x0, x1, [x2]
+ldclral w3, w4, [x5]
+ldeor x6, x7, [x8]
+ldset x0, x1, [x2]
+ldsetal x3, x4, [x5]
+ldsmax x6, x7, [x8]
+ldsmin w9, w10, [x11]
+ldumax x12, x13, [x14]
+lduminalh w15, w16, [x17]
+swp x0, x1, [x2]
+swpal x0, x1, [x2]
+swpb w3, w4, [x5]
+swplh w6, w7, [x8]
+swpa w9, w10, [x11]
+cas x0, x1, [x2]
+casa w3, w4, [x5]
+casal x0, x1, [x2]
+casl x6, x7, [sp]
+casb w8, w9, [x10]
+casalh w11, w12, [x13]
+casp x0, x1, x2, x3, [x4]
+caspal x6, x7, x8, x9, [sp]
+caspa w10, w11, w12, w13, [x14]
+caspl w16, w17, w18, w19, [x20]
+stadd x0, [x2]
+stadd w1, [x3]
+staddl x4, [x5]
+staddb w6, [x7]
+staddlh w8, [x9]
+stclr x10, [x11]
+steor w12, [x13]
+stset x14, [x15]
+stsetl w16, [x17]
+stsmax x18, [x19]
+stumin w20, [sp]
+ldadd x0, xzr, [x2]
+ldadd x0, x1, [x2, #0]
+bti
+bti c
+bti j
+bti jc
+irg x0, x1
+irg sp, sp, x2
+addg x0, x1, #16, #2
+addg sp, sp, #1008, #15
+subg x3, x4, #0, #0
+gmi x5, x6, x7
+subp x8, x9, x10
+subps x11, sp, x12
+cmpp x13, x14
+stg x0, [x1]
+stg sp, [x1, #16]
+stg x2, [x3, #-4096]
+stg x4, [x5, #4080]!
+stg x6, [x7], #32
+stzg x8, [x9]
+st2g x10, [x11, #-16]!
+stz2g x12, [x13], #-32
+ldg x0, [x1]
+ldg x2, [x3, #-16]
+ldgm x4, [x5]
+stgm x6, [x7]
+stzgm x8, [sp]
+stgp x0, x1, [x2]
+stgp x3, x4, [x5, #1008]
+stgp x6, x7, [x8, #-1024]!
+stgp x9, x10, [sp], #16
+"""
+
+
+def system_forms() -> list[str]:
+    """SYSTEM_FORMS, then MRS/MSR of every named register, then every SYS operation."""
+    from emu.arch.sysreg_table import EXTRA_SYS_OPS, EXTRA_SYSREGS, SYS_OP_NO_REGISTER
+    from emu.arch.sysregs import SYS_OPS, SYSREGS
+
+    forms = [line.strip() for line in SYSTEM_FORMS.splitlines() if line.strip()]
+    registers = [(name, "w" if name == "OSLAR_EL1" else "r") for name in SYSREGS.values()]
+    registers += [(name, access) for name, _encoding, access in EXTRA_SYSREGS]
+    for name, access in registers:
+        if "r" in access:
+            forms.append(f"mrs x3, {name.lower()}")
+        if "w" in access and name != "OSLAR_EL1":
+            forms.append(f"msr {name.lower()}, x4")
+    operations = list(SYS_OPS.values()) + [name for name, _encoding in EXTRA_SYS_OPS]
+    forms += [name.lower() + ("" if name in SYS_OP_NO_REGISTER else ", x5")
+              for name in operations]
+    return list(dict.fromkeys(forms))  # hand-written forms may repeat generated ones
+
+
+def gnu_words(statements: list[str], out: Path) -> list[bytes]:
+    """GNU as's 4 bytes for each statement (one run; its warnings are errors)."""
+    from elftools.elf.elffile import ELFFile
+
+    source, obj = out / "system.s", out / "system.o"
+    source.write_text("\n".join(statements) + "\n")
+    subprocess.run(["aarch64-linux-gnu-as", f"-march={GNU_MARCH}", "--fatal-warnings",
+                    str(source), "-o", str(obj)], check=True, capture_output=True)
+    with obj.open("rb") as handle:
+        text = ELFFile(handle).get_section_by_name(".text").data()
+    assert len(text) == 4 * len(statements)
+    return [text[index:index + 4] for index in range(0, len(text), 4)]
+
+
+def bootemu_words(statements: list[str], out: Path) -> list[bytes | str]:
+    """bootemu's 4 bytes for each statement, or its message where it refuses one."""
+    try:
+        program = assemble_text("\n".join(statements) + "\n", filename=str(out / "system.S"),
+                                base=BASE, cache=False)
+    except AssemblyError:
+        pass
+    else:
+        if len(program.image) == 4 * len(statements):
+            return [program.image[index:index + 4]
+                    for index in range(0, len(program.image), 4)]
+    words: list[bytes | str] = []
+    for statement in statements:
+        try:
+            words.append(assemble_text(statement + "\n", filename=str(out / "one.S"),
+                                       base=BASE, cache=False).image)
+        except AssemblyError as error:
+            words.append(f"refused: {error.message}")
+    return words
+
+
+def test_system_forms_equal_gnu(tmp_path: Path) -> None:
+    statements = system_forms()
+    assert len(statements) >= 1000, len(statements)
+    gnu = gnu_words(statements, tmp_path)
+    ours = bootemu_words(statements, tmp_path)
+    mismatches = [f"{statement}: ours {word if isinstance(word, str) else word.hex()} "
+                  f"GNU {expected.hex()}"
+                  for statement, word, expected in zip(statements, ours, gnu, strict=True)
+                  if word != expected]
+    assert mismatches == []

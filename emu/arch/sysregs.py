@@ -21,6 +21,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from emu.arch.sysreg_table import EXTRA_SYS_OPS, EXTRA_SYSREG_BY_UPPER
+
 Encoding = tuple[int, int, int, int, int]
 """An MRS/MSR system-register encoding ``(op0, op1, CRn, CRm, op2)``."""
 
@@ -174,11 +176,17 @@ def sysreg_name(op0: int, op1: int, crn: int, crm: int, op2: int) -> str:
 def sysreg_encoding(name: str) -> Encoding:
     """The ``(op0, op1, CRn, CRm, op2)`` of a register name (any case, or ``S3_4_C2_C0_0``).
 
-    Raises ValueError for a name that is neither in the table nor a valid generic form.
+    Names of the machine's table come first, then the assembler's wider table of
+    :mod:`emu.arch.sysreg_table`.  Raises ValueError for a name that is in
+    neither table and is not a valid generic form.
     """
-    enc = _SYSREG_BY_UPPER.get(name.strip().upper())
+    key = name.strip().upper()
+    enc = _SYSREG_BY_UPPER.get(key)
     if enc is not None:
         return enc
+    extra = EXTRA_SYSREG_BY_UPPER.get(key)
+    if extra is not None:
+        return extra[0]
     match = _GENERIC_SYSREG.match(name.strip())
     if match:
         op0, op1, crn, crm, op2 = (int(g) for g in match.groups())
@@ -265,6 +273,12 @@ SYS_OPS: Mapping[SysOpEncoding, str] = {enc: name for name, enc in _SYS_OP_LIST}
 _SYS_OP_BY_UPPER: Mapping[str, SysOpEncoding] = {
     " ".join(name.split()): enc for name, enc in _SYS_OP_LIST
 }
+# What the assembler also accepts (emu.arch.sysreg_table): outer-shareable and
+# range TLBIs, MTE and persistence DC operations, ...  The machine's names,
+# TLBI scopes and SYS_OPS stay those of the table above.
+_ANY_SYS_OP_BY_UPPER: Mapping[str, SysOpEncoding] = {
+    **{name: enc for name, enc in EXTRA_SYS_OPS}, **_SYS_OP_BY_UPPER
+}
 
 
 def sys_op_name(op1: int, crn: int, crm: int, op2: int) -> str:
@@ -276,9 +290,12 @@ def sys_op_name(op1: int, crn: int, crm: int, op2: int) -> str:
 
 
 def sys_op_encoding(name: str) -> SysOpEncoding:
-    """The ``(op1, CRn, CRm, op2)`` of a SYS operation name such as ``"tlbi vae2is"``."""
+    """The ``(op1, CRn, CRm, op2)`` of a SYS operation name such as ``"tlbi vae2is"``.
+
+    Knows the names of both tables (this module's and :mod:`emu.arch.sysreg_table`).
+    """
     key = " ".join(name.upper().split())
-    enc = _SYS_OP_BY_UPPER.get(key)
+    enc = _ANY_SYS_OP_BY_UPPER.get(key)
     if enc is None:
         raise ValueError(f"unknown SYS operation {name!r}")
     return enc

@@ -14,10 +14,14 @@ address by then, so:
   aborts on;
 * every other immediate expression is evaluated with GNU precedence and
   handed to keystone as a number;
-* ``mrs``/``msr`` of a system register and ``tlbi``/``dc``/``ic``/``at``
-  operations named in ``emu.arch.sysregs`` are encoded from that table (keystone
-  0.9.2 lacks some names), and so are a few instructions keystone does not
-  know (``csdb``, ``bti``, ``sb``, ``msr pan, #1``, ...);
+* ``mrs``/``msr`` of a system register and ``tlbi``/``dc``/``ic``/``at``/
+  ``cfp``/``dvp``/``cpp`` operations named in ``emu.arch.sysregs`` (or its wider
+  ``emu.arch.sysreg_table``) are encoded from those tables (keystone 0.9.2 lacks
+  many names), and so are instructions keystone does not know: hints and
+  barriers (``csdb``, ``bti``, ``sb``, ``msr pan, #1``, ...), pointer
+  authentication (``pacia``, ``autib``, ``braa``, ``retaa``, ``ldraa``, ...),
+  LSE atomics (``ldadd``, ``swp``, ``cas``, ``casp``, ``stadd``, ...) and the
+  memory-tagging basics (``irg``, ``addg``, ``stg``, ``ldg``, ...);
 * data directives and literal-pool entries are evaluated and written here;
 * what is left, one instruction at a time with numeric operands only, is
   returned as text for keystone (``emu.asm.link`` hands it over).
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import re
 
+from emu.arch.sysreg_table import SYS_OP_NO_REGISTER
 from emu.arch.sysregs import sys_op_encoding, sysreg_encoding
 from emu.asm.expr import ExpressionError, Value, evaluate, format_number, symbols_in
 from emu.asm.placement import EncodeError, SymbolValues, Undecidable
@@ -49,10 +54,42 @@ _HINT_ALIASES = {
     "esb": 16, "csdb": 20, "clrbhb": 22, "paciaz": 24, "paciasp": 25, "pacibz": 26,
     "pacibsp": 27, "autiaz": 28, "autiasp": 29, "autibz": 30, "autibsp": 31, "dgh": 6,
 }
-_FIXED = {"sb": 0xD50330FF, "ssbb": 0xD503309F, "pssbb": 0xD503349F}
+_FIXED = {"sb": 0xD50330FF, "ssbb": 0xD503309F, "pssbb": 0xD503349F,
+          # DDI 0487 C6.2 RETAA, RETAB and ERETAA, ERETAB: no operands.
+          "retaa": 0xD65F0BFF, "retab": 0xD65F0FFF, "eretaa": 0xD69F0BFF,
+          "eretab": 0xD69F0FFF}
 _BTI = {"": 32, "c": 34, "j": 36, "jc": 38}
 # MSR (immediate) PSTATE fields keystone lacks: name -> (op1, op2).
 _PSTATE_FIELDS = {"pan": (0, 4), "uao": (0, 3), "dit": (3, 2), "ssbs": (3, 1), "tco": (3, 4)}
+# Pointer authentication (DDI 0487 C4.1 "Data-processing (1 source)": opcode in
+# bits 15:10).  C6.2 PACIA, PACIB, PACDA, PACDB, AUTIA, AUTIB, AUTDA, AUTDB take
+# Xd, Xn|SP; their Z forms (PACIZA, ...) and C6.2 XPACD, XPACI, XPACLRI take Xd.
+_PAC_TWO = {"pacia": 0, "pacib": 1, "pacda": 2, "pacdb": 3,
+            "autia": 4, "autib": 5, "autda": 6, "autdb": 7}
+_PAC_ONE = {"paciza": 8, "pacizb": 9, "pacdza": 10, "pacdzb": 11, "autiza": 12,
+            "autizb": 13, "autdza": 14, "autdzb": 15, "xpaci": 16, "xpacd": 17}
+# C6.2 BRAA, BRAAZ, BRAB, BRABZ and BLRAA, BLRAAZ, BLRAB, BLRABZ: Xn, Xm|SP; the
+# Z forms Xn only (Rm = 11111).
+_PAC_BRANCH = {"braa": 0xD71F0800, "brab": 0xD71F0C00, "blraa": 0xD73F0800,
+               "blrab": 0xD73F0C00}
+_PAC_BRANCH_Z = {"braaz": 0xD61F081F, "brabz": 0xD61F0C1F, "blraaz": 0xD63F081F,
+                 "blrabz": 0xD63F0C1F}
+# LSE atomics: C6.2 LDADD, LDADDA, LDADDAL, LDADDL (and the B/H forms, and LDCLR,
+# LDEOR, LDSET, LDSMAX, LDSMIN, LDUMAX, LDUMIN alike: opc in bits 14:12), SWP
+# (o3 = 1), STADD ... (LD<op> with Rt = XZR), CAS, CASP.
+_LSE_OPS = {"add": 0, "clr": 1, "eor": 2, "set": 3, "smax": 4, "smin": 5, "umax": 6,
+            "umin": 7}
+_LSE_LOAD = re.compile(r"(?:ld(add|clr|eor|set|smax|smin|umax|umin)|(swp))(al|a|l)?([bh]?)")
+_LSE_STORE = re.compile(r"st(add|clr|eor|set|smax|smin|umax|umin)(l?)([bh]?)")
+_CAS = re.compile(r"cas(al|a|l)?([bh]?)")
+_CASP = re.compile(r"casp(al|a|l)?")
+# Memory tagging: C6.2 STG, STZG, ST2G, STZ2G (bits 23:22 pick the instruction,
+# 11:10 the addressing mode: 01 post-index, 10 signed offset, 11 pre-index).
+_TAG_STORES = {"stg": 0xD9200000, "stzg": 0xD9600000, "st2g": 0xD9A00000,
+               "stz2g": 0xD9E00000}
+# C6.2 LDGM, STGM, STZGM: Xt, [Xn|SP] (bits 11:10 = 00).
+_TAG_BULK = {"ldgm": 0xD9E00000, "stgm": 0xD9A00000, "stzgm": 0xD9200000}
+_MEMORY = re.compile(r"\[\s*([\w]+)\s*(?:,\s*(.*?))?\s*\](!?)\Z", re.S)
 _PREFETCH = re.compile(r"(pld|pli|pst)(l[123])(keep|strm)")
 _GPR = re.compile(r"([xw])(\d{1,2})|([xw])zr")
 _FPR = re.compile(r"([bhsdq])(\d{1,2})")
@@ -75,6 +112,23 @@ def _gpr(text: str) -> tuple[int, bool] | None:
         return 31, match.group(3) == "x"
     number = int(match.group(2))
     return (number, match.group(1) == "x") if number <= 30 else None
+
+
+def _x(text: str, echo: str, operand: int, sp: bool = False) -> int:
+    """The number of a 64-bit register operand (``sp`` allows SP in place of XZR)."""
+    name = text.strip().lower()
+    if sp and name == "sp":
+        return 31
+    register = _gpr(name)
+    if register is None or not register[1] or (sp and name == "xzr"):
+        kind = "an integer or stack pointer register" if sp else "a 64-bit integer register"
+        raise EncodeError(f"operand {operand} must be {kind} -- `{echo}'")
+    return register[0]
+
+
+def _is_x(text: str) -> bool:
+    register = _gpr(text)
+    return register is not None and register[1]
 
 
 def echoed(mnemonic: str, operands: str) -> str:
@@ -153,6 +207,9 @@ class _Encoder:
         system = self._system(mnemonic, parts, operands)
         if system is not None:
             return system
+        extension = self._extension(mnemonic, parts, operands, item)
+        if extension is not None:
+            return extension
         rewritten = [self._operand(part, item, mnemonic, parts, index)
                      for index, part in enumerate(parts)]
         return f"{mnemonic} {', '.join(rewritten)}" if rewritten else mnemonic
@@ -307,7 +364,8 @@ class _Encoder:
                 raise EncodeError("immediate value out of range 0 to 65535 at operand 1 -- "
                                   f"`{echo}'")
             return value
-        if mnemonic == "msr" and len(parts) == 2 and parts[0].lower() in _PSTATE_FIELDS:
+        if (mnemonic == "msr" and len(parts) == 2 and parts[0].lower() in _PSTATE_FIELDS
+                and _gpr(parts[1]) is None):
             op1, op2 = _PSTATE_FIELDS[parts[0].lower()]
             value = self.value(parts[1].lstrip("#"), item)
             if not 0 <= value <= 1:
@@ -335,18 +393,16 @@ class _Encoder:
             if register is None or not register[1]:
                 raise EncodeError(f"operand {2 - index} must be a 64-bit integer register -- "
                                   f"`{echo}'")
-            opcode = 0xD5300000 if mnemonic == "mrs" else 0xD5100000
-            return (opcode | ((op0 - 2) << 19) | (op1 << 16) | (crn << 12) | (crm << 8)
+            opcode = 0xD5200000 if mnemonic == "mrs" else 0xD5000000
+            return (opcode | (op0 << 19) | (op1 << 16) | (crn << 12) | (crm << 8)
                     | (op2 << 5) | register[0])
-        if mnemonic in ("tlbi", "dc", "ic", "at") and parts:
+        if mnemonic in ("tlbi", "dc", "ic", "at", "cfp", "dvp", "cpp") and parts:
             name = parts[0].strip()
             try:
                 op1, crn, crm, op2 = sys_op_encoding(f"{mnemonic} {name}")
             except ValueError:
                 return None
-            upper = name.upper()
-            takes_register = (mnemonic in ("dc", "at") or upper == "IVAU"
-                              or any(key in upper for key in ("VA", "IPA", "ASID")))
+            takes_register = f"{mnemonic} {name}".upper() not in SYS_OP_NO_REGISTER
             if takes_register and len(parts) != 2:
                 raise EncodeError(f"missing register at operand 2 -- `{echo}'")
             if not takes_register and len(parts) != 1:
@@ -359,6 +415,210 @@ class _Encoder:
                 number = register[0]
             return (0xD5080000 | (op1 << 16) | (crn << 12) | (crm << 8) | (op2 << 5)
                     | number)
+        return None
+
+    # -- instructions keystone 0.9.2 does not know (Armv8.1 and later) -----------
+
+    def _extension(self, mnemonic: str, parts: list[str], operands: str,
+                   item: Item) -> int | None:
+        """Pointer authentication, LSE atomics and memory tagging, or None."""
+        echo = echoed(mnemonic, operands)
+        if mnemonic in _PAC_TWO or mnemonic in _PAC_ONE or mnemonic == "pacga":
+            return self._pac(mnemonic, parts, echo)
+        if mnemonic in _PAC_BRANCH or mnemonic in _PAC_BRANCH_Z:
+            if mnemonic in _PAC_BRANCH_Z:
+                self._count(parts, 1, echo)
+                return _PAC_BRANCH_Z[mnemonic] | (_x(parts[0], echo, 1) << 5)
+            self._count(parts, 2, echo)
+            return (_PAC_BRANCH[mnemonic] | (_x(parts[0], echo, 1) << 5)
+                    | _x(parts[1], echo, 2, sp=True))
+        if mnemonic in ("ldraa", "ldrab"):
+            # C6.2 LDRAA, LDRAB: offset S:imm9 scaled by 8, W = pre-index.
+            self._count(parts, 2, echo)
+            base, offset, writeback = self._address(parts[1], echo, item)
+            if offset % 8:
+                raise EncodeError(f"immediate value must be a multiple of 8 at operand 2 -- "
+                                  f"`{echo}'")
+            if not -4096 <= offset <= 4088:
+                raise EncodeError(f"immediate offset out of range -4096 to 4088 at operand 2 "
+                                  f"-- `{echo}'")
+            scaled = (offset >> 3) & 0x3FF
+            return (0xF8200400 | ((mnemonic == "ldrab") << 23) | ((scaled >> 9) << 22)
+                    | ((scaled & 0x1FF) << 12) | (writeback << 11) | (base << 5)
+                    | _x(parts[0], echo, 1))
+        atomic = self._atomic(mnemonic, parts, echo, item)
+        if atomic is not None:
+            return atomic
+        return self._tagging(mnemonic, parts, echo, item)
+
+    @staticmethod
+    def _count(parts: list[str], count: int, echo: str) -> None:
+        if len(parts) != count or not all(part.strip() for part in parts):
+            raise EncodeError(f"operand mismatch -- `{echo}'")
+
+    def _pac(self, mnemonic: str, parts: list[str], echo: str) -> int:
+        if mnemonic == "pacga":
+            # C6.2 PACGA: Xd, Xn, Xm|SP.
+            self._count(parts, 3, echo)
+            return (0x9AC03000 | (_x(parts[2], echo, 3, sp=True) << 16)
+                    | (_x(parts[1], echo, 2) << 5) | _x(parts[0], echo, 1))
+        if mnemonic in _PAC_ONE:
+            self._count(parts, 1, echo)
+            return 0xDAC103E0 | (_PAC_ONE[mnemonic] << 10) | _x(parts[0], echo, 1)
+        self._count(parts, 2, echo)
+        return (0xDAC10000 | (_PAC_TWO[mnemonic] << 10) | (_x(parts[1], echo, 2, sp=True) << 5)
+                | _x(parts[0], echo, 1))
+
+    def _address(self, text: str, echo: str, item: Item) -> tuple[int, int, bool]:
+        """(base register, offset, writeback) of ``[Xn|SP{, #imm}]{!}``."""
+        match = _MEMORY.fullmatch(text.strip())
+        if match is None:
+            raise EncodeError(f"invalid addressing mode -- `{echo}'")
+        base = _x(match.group(1), echo, 2, sp=True)
+        offset = 0
+        if match.group(2):
+            offset = self.value(match.group(2).strip().removeprefix("#"), item)
+        return base, offset, bool(match.group(3))
+
+    def _base_only(self, text: str, echo: str, item: Item, operand: int) -> int:
+        """The Xn|SP of ``[Xn|SP]`` (``[Xn|SP, #0]`` too, as GNU as takes it)."""
+        base, offset, writeback = self._address(text, echo, item)
+        if offset or writeback:
+            raise EncodeError(f"invalid addressing mode at operand {operand} -- `{echo}'")
+        return base
+
+    def _atomic(self, mnemonic: str, parts: list[str], echo: str, item: Item) -> int | None:
+        """LSE: LD<op>, SWP, ST<op>, CAS, CASP (all orderings, B/H/W/X), or None."""
+        load, store = _LSE_LOAD.fullmatch(mnemonic), _LSE_STORE.fullmatch(mnemonic)
+        cas, casp = _CAS.fullmatch(mnemonic), _CASP.fullmatch(mnemonic)
+        if casp is not None:
+            # C6.2 CASP: Ws|Xs, W(s+1)|X(s+1), Wt|Xt, W(t+1)|X(t+1), [Xn|SP]; s, t even.
+            self._count(parts, 5, echo)
+            registers = [_gpr(part) for part in parts[:4]]
+            wide = registers[0][1] if registers[0] is not None else True
+            for index, register in enumerate(registers):
+                if register is None or register[1] != wide or (
+                        index % 2 == 0 and (register[0] % 2 or register[0] == 31)) or (
+                        index % 2 == 1 and register[0] != registers[index - 1][0] + 1):
+                    raise EncodeError(f"reg pair must start from even reg at operand "
+                                      f"{index + 1 - index % 2} -- `{echo}'")
+            order = casp.group(1) or ""
+            base = self._base_only(parts[4], echo, item, 5)
+            return (0x08207C00 | (wide << 30) | (("a" in order) << 22) | (registers[0][0] << 16)
+                    | (("l" in order) << 15) | (base << 5) | registers[2][0])
+        if load is None and store is None and cas is None:
+            return None
+        if store is not None:
+            operation, order, size = store.group(1), "l" if store.group(2) else "", store.group(3)
+            self._count(parts, 2, echo)
+            registers = [parts[0], "xzr" if _is_x(parts[0]) else "wzr", parts[1]]
+        else:
+            self._count(parts, 3, echo)
+            registers = list(parts)
+            if load is not None:
+                operation, order, size = load.group(1) or "swp", load.group(3) or "", load.group(4)
+            else:
+                assert cas is not None
+                operation, order, size = "cas", cas.group(1) or "", cas.group(2)
+        source, target = _gpr(registers[0]), _gpr(registers[1])
+        if source is None or target is None or source[1] != target[1] or (
+                size and source[1]):
+            raise EncodeError(f"operand mismatch -- `{echo}'")
+        width = {"b": 0, "h": 1}.get(size, 3 if source[1] else 2)
+        base = self._base_only(registers[2], echo, item, len(parts))
+        acquire, release = "a" in order, "l" in order
+        if operation == "cas":
+            # C6.2 CAS: L (bit 22) = acquire, o0 (bit 15) = release.
+            return (0x08A07C00 | (width << 30) | (acquire << 22) | (source[0] << 16)
+                    | (release << 15) | (base << 5) | target[0])
+        opcode = (1 << 15) if operation == "swp" else _LSE_OPS[operation] << 12
+        return (0x38200000 | (width << 30) | (acquire << 23) | (release << 22)
+                | (source[0] << 16) | opcode | (base << 5) | target[0])
+
+    def _tagging(self, mnemonic: str, parts: list[str], echo: str, item: Item) -> int | None:
+        """Memory tagging (FEAT_MTE) basics, or None."""
+        if mnemonic == "irg":
+            # C6.2 IRG: Xd|SP, Xn|SP{, Xm} (Xm defaults to XZR).
+            if len(parts) not in (2, 3):
+                raise EncodeError(f"operand mismatch -- `{echo}'")
+            mask = _x(parts[2], echo, 3) if len(parts) == 3 else 31
+            return (0x9AC01000 | (mask << 16) | (_x(parts[1], echo, 2, sp=True) << 5)
+                    | _x(parts[0], echo, 1, sp=True))
+        if mnemonic == "gmi":
+            # C6.2 GMI: Xd, Xn|SP, Xm.
+            self._count(parts, 3, echo)
+            return (0x9AC01400 | (_x(parts[2], echo, 3) << 16)
+                    | (_x(parts[1], echo, 2, sp=True) << 5) | _x(parts[0], echo, 1))
+        if mnemonic in ("subp", "subps", "cmpp"):
+            # C6.2 SUBP, SUBPS; CMPP is SUBPS XZR, Xn|SP, Xm|SP.
+            if mnemonic == "cmpp":
+                self._count(parts, 2, echo)
+                parts, destination = ["xzr", *parts], 31
+            else:
+                self._count(parts, 3, echo)
+                destination = _x(parts[0], echo, 1)
+            return ((0xBAC00000 if mnemonic != "subp" else 0x9AC00000)
+                    | (_x(parts[2], echo, 3, sp=True) << 16)
+                    | (_x(parts[1], echo, 2, sp=True) << 5) | destination)
+        if mnemonic in ("addg", "subg"):
+            # C6.2 ADDG, SUBG: Xd|SP, Xn|SP, #uimm6 * 16, #uimm4.
+            self._count(parts, 4, echo)
+            offset = self.value(parts[2].strip().removeprefix("#"), item)
+            tag = self.value(parts[3].strip().removeprefix("#"), item)
+            if offset % 16:
+                raise EncodeError(f"immediate value must be a multiple of 16 at operand 3 -- "
+                                  f"`{echo}'")
+            if not 0 <= offset <= 1008:
+                raise EncodeError(f"immediate value out of range 0 to 1008 at operand 3 -- "
+                                  f"`{echo}'")
+            if not 0 <= tag <= 15:
+                raise EncodeError(f"immediate value out of range 0 to 15 at operand 4 -- "
+                                  f"`{echo}'")
+            return ((0x91800000 if mnemonic == "addg" else 0xD1800000) | ((offset >> 4) << 16)
+                    | (tag << 10) | (_x(parts[1], echo, 2, sp=True) << 5)
+                    | _x(parts[0], echo, 1, sp=True))
+        if mnemonic in _TAG_BULK:
+            self._count(parts, 2, echo)
+            return (_TAG_BULK[mnemonic] | (self._base_only(parts[1], echo, item, 2) << 5)
+                    | _x(parts[0], echo, 1))
+        if mnemonic in _TAG_STORES or mnemonic == "ldg":
+            # C6.2 LDG: Xt, [Xn|SP{, #simm}] (signed offset only).
+            if len(parts) not in (2, 3) or (mnemonic == "ldg" and len(parts) != 2):
+                raise EncodeError(f"operand mismatch -- `{echo}'")
+            base, offset, writeback = self._address(parts[1], echo, item)
+            mode = 0b11 if writeback else 0b10
+            if len(parts) == 3:
+                if offset or writeback:
+                    raise EncodeError(f"invalid addressing mode -- `{echo}'")
+                offset, mode = self.value(parts[2].strip().removeprefix("#"), item), 0b01
+            if offset % 16:
+                raise EncodeError(f"immediate value must be a multiple of 16 at operand 2 -- "
+                                  f"`{echo}'")
+            if not -4096 <= offset <= 4080:
+                raise EncodeError(f"immediate offset out of range -4096 to 4080 at operand 2 "
+                                  f"-- `{echo}'")
+            if mnemonic == "ldg":
+                if writeback:
+                    raise EncodeError(f"invalid addressing mode -- `{echo}'")
+                return (0xD9600000 | (((offset >> 4) & 0x1FF) << 12) | (base << 5)
+                        | _x(parts[0], echo, 1))
+            return (_TAG_STORES[mnemonic] | (((offset >> 4) & 0x1FF) << 12) | (mode << 10)
+                    | (base << 5) | _x(parts[0], echo, 1, sp=True))
+        if mnemonic == "stgp":
+            # C6.2 STGP: Xt1, Xt2, [Xn|SP{, #simm7 * 16}]{!} or [Xn|SP], #simm7 * 16.
+            if len(parts) not in (3, 4):
+                raise EncodeError(f"operand mismatch -- `{echo}'")
+            base, offset, writeback = self._address(parts[2], echo, item)
+            opcode = 0x69800000 if writeback else 0x69000000
+            if len(parts) == 4:
+                if offset or writeback:
+                    raise EncodeError(f"invalid addressing mode -- `{echo}'")
+                offset, opcode = self.value(parts[3].strip().removeprefix("#"), item), 0x68800000
+            if offset % 16 or not -1024 <= offset <= 1008:
+                raise EncodeError(f"immediate offset out of range -1024 to 1008 at operand 3 "
+                                  f"-- `{echo}'")
+            return (opcode | (((offset >> 4) & 0x7F) << 15) | (_x(parts[1], echo, 2) << 10)
+                    | (base << 5) | _x(parts[0], echo, 1))
         return None
 
     def _operand(self, part: str, item: Item, mnemonic: str, parts: list[str],

@@ -12,7 +12,6 @@ statements read before a reading error.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from emu.asm.encode import _Encoder, echoed
@@ -28,10 +27,6 @@ from emu.asm.reader import PREFIX, Item, Reader, Section, split_operands
 from emu.asm.source import Origin
 
 __all__ = ["Encoded", "Failure", "encode_program", "first_keystone_error"]
-
-_LSE = re.compile(r"(?:ld|st)(?:add|clr|eor|set|smax|smin|umax|umin)(?:a|l|al)?[bh]?"
-                  r"|swp(?:a|l|al)?[bh]?|cas(?:a|l|al)?[bhp]?|casp(?:a|l|al)?")
-
 
 class Failure(Exception):
     """An error found after reading; ``seq`` orders it, ``crash`` marks a keystone crash."""
@@ -72,9 +67,6 @@ def _keystone_message(result: KeystoneResult, mnemonic: str, operands: str, text
     echo = echoed(mnemonic, operands)
     if result.crashed:
         return result.message
-    if _LSE.fullmatch(mnemonic):
-        return (f"keystone cannot encode `{mnemonic}' (an ARMv8.1 LSE atomic) and bootemu has "
-                f"no encoder of its own for it -- `{echo}'")
     errno = result.errno
     if errno == 514:
         return f"unknown mnemonic `{mnemonic}' -- `{echo}'"
