@@ -61,6 +61,7 @@ from emu.asm.cache import (
     file_digests,
     frontend_version,
 )
+from emu.asm.files import MAX_SOURCE_BYTES, FileRefused, check_regular_file
 from emu.asm.keystone_runner import KeystoneUnavailable
 from emu.asm.link import Encoded, Failure, encode_program, first_keystone_error
 from emu.asm.preprocess import Preprocessed, eval_c_integer, preprocess
@@ -309,12 +310,27 @@ def assemble_file(
     """
     name = str(path)
     source = Path(path)
-    if not source.is_file():
-        raise AssemblyError("cannot read the source (no such file)", None, file=name)
+    _check_source(source, name)
     directories = [source.parent, source.parent / "include", *include_dirs]
     quick = ("file", str(source.resolve()), name, tuple(map(str, directories)),
              tuple(sorted((defines or {}).items())), base)
     return _assemble(name, {}, directories, defines, base, cache, quick)
+
+
+def _check_source(source: Path, name: str) -> None:
+    """Refuse, before cpp opens it, a source that is not a regular file of
+    sensible size: cpp would block on a FIFO or read /dev/zero until killed.
+    (Binary bytes are reported by line: by the reader, or where cpp crashes on
+    them, by :mod:`emu.asm.preprocess`.)"""
+    try:
+        check_regular_file(source, MAX_SOURCE_BYTES)
+    except FileNotFoundError:
+        raise AssemblyError("cannot read the source (no such file)", None, file=name) from None
+    except FileRefused as err:
+        raise AssemblyError(err.reason, None, file=name) from None
+    except OSError as err:
+        raise AssemblyError(f"cannot read the source ({err.strerror})", None,
+                            file=name) from None
 
 
 def assemble_text(

@@ -23,6 +23,7 @@ same section.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
@@ -101,18 +102,40 @@ _TOKEN = re.compile(
 _ESCAPES = {"n": 10, "t": 9, "r": 13, "0": 0, "\\": 92, "'": 39, '"': 34, "b": 8, "f": 12}
 
 
+# How deeply an evaluation may nest: parentheses, unary operators and symbols
+# defined by other symbols (``.equ a1, a2``) all count.  Real sources stay in
+# single digits; the cap turns a hostile chain into an error naming the line
+# instead of a RecursionError (each level costs at most ~7 Python frames, so
+# 100 levels stay well inside the interpreter's default limit of 1000).
+MAX_EXPRESSION_DEPTH = 100
+_depth = threading.local()
+
+
 def parse_number(text: str) -> int:
-    """A GNU as integer literal: decimal, 0x hex, 0b binary, or 0-prefixed octal."""
+    """A GNU as integer literal: decimal, 0x hex, 0b binary, or 0-prefixed octal.
+
+    A literal that does not fit in 64 bits is an :class:`ExpressionError`: it
+    would otherwise wrap silently (``0x10000000000000000`` becoming 0).
+    """
     lower = text.lower()
-    if lower.startswith("0x"):
-        return int(lower[2:], 16)
-    if lower.startswith("0b"):
-        return int(lower[2:], 2)
-    if len(lower) > 1 and lower[0] == "0":
-        if any(digit in "89" for digit in lower):
-            raise ExpressionError(f"invalid octal number `{text}'")
-        return int(lower[1:], 8)
-    return int(lower)
+    try:
+        if lower.startswith("0x"):
+            value = int(lower[2:], 16)
+        elif lower.startswith("0b"):
+            value = int(lower[2:], 2)
+        elif len(lower) > 1 and lower[0] == "0":
+            if any(digit in "89" for digit in lower):
+                raise ExpressionError(f"invalid octal number `{text}'")
+            value = int(lower[1:], 8)
+        else:
+            value = int(lower)
+    except ValueError:
+        # Python refuses decimal literals of more than 4300 digits: too big anyway.
+        value = 1 << 64
+    if value >> 64:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise ExpressionError(f"number `{shown}' does not fit in 64 bits")
+    return value
 
 
 def _tokens(text: str) -> list[tuple[str, str | int]]:
@@ -202,6 +225,19 @@ class _Parser:
             left = _apply(str(token[1]), left, right)
 
     def unary(self) -> Value:
+        # Counted per thread across nested evaluations: a symbol's definition is
+        # evaluated from inside the expression that names it.
+        depth = getattr(_depth, "value", 0)
+        if depth >= MAX_EXPRESSION_DEPTH:
+            raise ExpressionError(f"expression or symbol definitions nested more than "
+                                  f"{MAX_EXPRESSION_DEPTH} deep (a chain of .equ/.set?)")
+        _depth.value = depth + 1
+        try:
+            return self._unary()
+        finally:
+            _depth.value = depth
+
+    def _unary(self) -> Value:
         token = self.peek()
         if token is None:
             raise ExpressionError("missing operand")

@@ -20,22 +20,35 @@ from __future__ import annotations
 
 import ast
 import operator
+import os
 import re
+import resource
+import selectors
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from emu.asm.files import MAX_SOURCE_BYTES, FileRefused, check_regular_file
 from emu.asm.source import AssemblyError, SourceLocation
 
-__all__ = ["Preprocessed", "eval_c_integer", "parse_define", "preprocess"]
+__all__ = ["Preprocessed", "eval_c_integer", "is_binary", "parse_define", "preprocess"]
 
 # Every name the front-end invents starts with this, so it never clashes with a
 # user's label.
 _PREFIX = "__bootemu_"
 _LINK_SENTINEL = _PREFIX + "link_address__"
 _MASK64 = (1 << 64) - 1
+
+# Bounds on one cpp run, so that a hostile source (a #define doubled thirty
+# times, an #include of a FIFO or of /dev/zero) fails with an error instead of
+# running until killed.  Real boot sources preprocess to kilobytes in well
+# under a second.
+MAX_PREPROCESSED_BYTES = MAX_SOURCE_BYTES
+CPP_TIMEOUT_SECONDS = 30.0
+CPP_MEMORY_BYTES = 512 << 20
 
 
 # --------------------------------------------------------------------------
@@ -54,7 +67,13 @@ def parse_define(text: str) -> tuple[str, str]:
             f"invalid definition {text!r}: expected NAME or NAME=VALUE, "
             "NAME being a C identifier (letters, digits, underscores)"
         )
-    return name, (value if equals else "1")
+    value = value if equals else "1"
+    number = _C_INTEGER.fullmatch(value.strip())
+    if number and int(_python_literal(number), 0) >> 64:
+        # The assembler would wrap it: XEN_VIRT_START=0x10000000000000000 becoming 0.
+        raise ValueError(f"invalid definition {text!r}: {value.strip()} does not fit "
+                         "in 64 bits")
+    return name, value
 
 
 _C_INTEGER = re.compile(
@@ -141,7 +160,8 @@ class Preprocessed:
 _LINE_MARKER = re.compile(r'#\s*(\d+)\s+"((?:[^"\\]|\\.)*)"')
 _DEFINE_LINE = re.compile(r"#define\s+(\w+)(\([^)]*\))?\s?(.*)\Z")
 _CPP_DIAGNOSTIC = re.compile(
-    r"^(?P<file>.+?):(?P<line>\d+):(?:\d+:)?\s*(?:fatal error|error):\s*(?P<message>.*)$",
+    r"^(?P<file>.+?):(?P<line>\d+):(?:\d+:)?\s*"
+    r"(?P<kind>fatal error|error|internal compiler error):\s*(?P<message>.*)$",
     re.MULTILINE,
 )
 _CPP_PSEUDO_FILES = ("<stdin>", "<built-in>", "<command-line>")
@@ -193,11 +213,11 @@ def preprocess(
         command.append(f"-D{name}={value}")
     command.append("-")
     wrapper = f'#include "{main}"\n{_LINK_SENTINEL} LINK_ADDRESS\n'
-    result = subprocess.run(command, input=wrapper.encode(), capture_output=True)
+    returncode, out, err = _run_cpp(command, wrapper.encode(), display, rename)
     # Undecodable bytes (a binary file) become U+FFFD and are reported by line.
-    stdout = result.stdout.decode("utf-8", "replace")
-    if result.returncode != 0:
-        raise _cpp_error(result.stderr.decode("utf-8", "replace"), rename, display)
+    stdout = out.decode("utf-8", "replace")
+    if returncode != 0:
+        raise _cpp_error(err.decode("utf-8", "replace"), rename, display)
 
     lines: list[tuple[SourceLocation, str]] = []
     macros: dict[str, str] = {}
@@ -234,6 +254,98 @@ def preprocess(
     return Preprocessed(lines=lines, defines=macros, link_address=link, files=list(files))
 
 
+def _limit_cpp_memory() -> None:
+    # In the child before exec: cpp and the cc1 it starts inherit the limit.
+    resource.setrlimit(resource.RLIMIT_AS, (CPP_MEMORY_BYTES, CPP_MEMORY_BYTES))
+
+
+def _run_cpp(command: list[str], stdin: bytes, display: str,
+             rename: Mapping[str, str]) -> tuple[int, bytes, bytes]:
+    """Run cpp, killing it past :data:`MAX_PREPROCESSED_BYTES` of output or
+    :data:`CPP_TIMEOUT_SECONDS`; its exit status, stdout and (bounded) stderr."""
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, preexec_fn=_limit_cpp_memory)
+    assert process.stdin is not None and process.stdout is not None
+    assert process.stderr is not None
+    try:
+        # Two short lines: they fit in the pipe's buffer, so this cannot block.
+        process.stdin.write(stdin)
+        process.stdin.close()
+    except BrokenPipeError:
+        pass
+    out_fd, err_fd = process.stdout.fileno(), process.stderr.fileno()
+    chunks: dict[int, list[bytes]] = {out_fd: [], err_fd: []}
+    sizes = dict.fromkeys(chunks, 0)
+    deadline = time.monotonic() + CPP_TIMEOUT_SECONDS
+    problem: str | None = None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        selector.register(process.stderr, selectors.EVENT_READ)
+        while selector.get_map() and problem is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                problem = (f"the preprocessor ran for more than {CPP_TIMEOUT_SECONDS:g} s "
+                           "(an #include of a FIFO or a device, or runaway macros?)")
+                break
+            for key, _events in selector.select(remaining):
+                descriptor = key.fd
+                data = os.read(descriptor, 1 << 16)
+                if not data:
+                    selector.unregister(key.fileobj)
+                    continue
+                sizes[descriptor] += len(data)
+                if sizes[descriptor] > MAX_PREPROCESSED_BYTES:
+                    problem = (f"the preprocessed source is larger than "
+                               f"{MAX_PREPROCESSED_BYTES >> 20} MiB (runaway #define "
+                               "expansion, or a huge #include?)")
+                    break
+                chunks[descriptor].append(data)
+    if problem is not None:
+        process.kill()
+    returncode = process.wait()
+    process.stdout.close()
+    process.stderr.close()
+    stderr = b"".join(chunks[err_fd])
+    if problem is None and returncode != 0 and (b"out of memory" in stderr
+                                                     or b"memory exhausted" in stderr):
+        problem = (f"the preprocessor ran out of memory ({CPP_MEMORY_BYTES >> 20} MiB; "
+                   "runaway #define expansion, or an #include of a device?)")
+    if problem is not None:
+        where = _last_location(b"".join(chunks[out_fd]))
+        if where is None:
+            raise AssemblyError(problem, None, file=display)
+        file, line = where
+        raise AssemblyError(problem,
+                            SourceLocation(rename.get(file, file), line))
+    return returncode, b"".join(chunks[out_fd]), stderr
+
+
+_LAST_MARKER = re.compile(rb'#\s*(\d+)\s+"((?:[^"\\\n]|\\.)*)"')
+
+
+def _last_location(output: bytes) -> tuple[str, int] | None:
+    """The source line cpp's (partial) output had reached: its last line marker
+    and the lines after it (approximate, as cpp's output is buffered); None when
+    that is only its own wrapper."""
+    end = len(output)
+    while True:
+        # rfind and count run at C speed even over a runaway expansion's
+        # megabytes of one line.
+        start = output.rfind(b"\n#", 0, end) + 1
+        marker = _LAST_MARKER.match(output, start)
+        if marker is not None:
+            break
+        if start == 0:
+            return None
+        end = start - 1
+    file = _unescape_marker_name(marker.group(2).decode("utf-8", "replace"))
+    if file in _CPP_PSEUDO_FILES:
+        return None
+    newline = output.find(b"\n", marker.end())
+    after = 0 if newline < 0 else output.count(b"\n", newline + 1)
+    return file, int(marker.group(1)) + after
+
+
 def _record_macro(raw: str, macros: dict[str, str]) -> None:
     if raw.startswith("#undef "):
         macros.pop(raw.split()[1], None)
@@ -255,4 +367,23 @@ def _cpp_error(stderr: str, rename: Mapping[str, str], display: str) -> Assembly
     if file == "<stdin>":
         # Only the wrapper's #include of the main file can fail there.
         return AssemblyError(f"cannot read the source ({message})", None, file=display)
-    return AssemblyError(message, SourceLocation(rename.get(file, file), int(match.group("line"))))
+    shown = rename.get(file, file)
+    if match.group("kind") == "internal compiler error" and _is_binary(file):
+        # cpp crashes on some binary input (a file of NUL bytes) instead of saying so.
+        return AssemblyError("binary file (it holds NUL bytes), not assembly text",
+                             SourceLocation(shown, int(match.group("line"))))
+    return AssemblyError(message, SourceLocation(shown, int(match.group("line"))))
+
+
+def is_binary(data: bytes) -> bool:
+    """Whether the start of a file is binary rather than text: it holds a NUL byte."""
+    return b"\0" in data[:1 << 16]
+
+
+def _is_binary(path: str) -> bool:
+    try:
+        check_regular_file(path, MAX_SOURCE_BYTES)
+        with open(path, "rb") as stream:
+            return is_binary(stream.read(1 << 16))
+    except (OSError, FileRefused):
+        return False

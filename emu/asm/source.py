@@ -8,6 +8,7 @@ error every stage of the front-end raises to its callers.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 __all__ = ["AssemblyError", "KeystoneCrash", "Origin", "SourceLocation"]
@@ -61,11 +62,14 @@ class AssemblyError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
+        # One line whatever the message holds (``.error "a\nb"``, a file name
+        # with a newline): the error is one line of stderr.
+        message = _one_line(self.message)
         if self.location is not None:
-            return f"{self.location}: {self.message}"
+            return f"{self.location}: {message}"
         if self.file:
-            return f"{self.file}: {self.message}"
-        return self.message
+            return f"{_one_line(self.file)}: {message}"
+        return message
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only ``file`` would be lost by the default pickling.
@@ -77,6 +81,14 @@ class KeystoneCrash(AssemblyError):
 
     The statement is named by ``location``; the caller's process is unharmed.
     """
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # all but the tab
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control characters other than the tab written as escapes."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 def _rebuild_error(cls: type[AssemblyError], message: str, location: SourceLocation | None,

@@ -15,11 +15,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emu.asm.files import MAX_SMALL_FILE_BYTES
 from emu.board.board import FLASH, Board
 from emu.board.fdt import FdtError, board_facts, decode
 from emu.image.boot_image import BootImage, ImageError
 from emu.image.elf import ELF_MAGIC
-from emu.image.load import ImageKind, read_image
+from emu.image.load import ImageKind, read_file, read_head, read_image
 
 _SIZE = re.compile(r"^\s*(0x[0-9a-f_]+|[0-9_]+)\s*([kmgt]i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -42,6 +43,13 @@ def parse_ram(text: str) -> tuple[int, int]:
     ram = parse_size(base), parse_size(size)
     if ram[1] == 0:
         raise ValueError(f"'{text}': the RAM size is 0")
+    # The board writes both into 64-bit device tree cells and maps them in a
+    # 64-bit address space: larger values must fail here, not in struct.pack.
+    if ram[0] >> 64 or ram[1] >> 64:
+        raise ValueError(f"'{text}': the RAM base and size must fit in 64 bits")
+    if ram[0] + ram[1] > 1 << 64:
+        raise ValueError(f"'{text}': the RAM would run past the top of the 64-bit "
+                         "address space")
     return ram
 
 
@@ -71,7 +79,7 @@ class BootSpec:
         or as an ELF file at its segments' addresses."""
         dtb = None
         if self.dtb is not None:
-            dtb = self.dtb.read_bytes()
+            dtb = read_file(self.dtb, MAX_SMALL_FILE_BYTES)
             try:
                 facts = board_facts(decode(dtb))
             except FdtError as err:
@@ -100,8 +108,8 @@ class BootSpec:
                              "--load-address does not apply")
         kind = self.kind
         if kind is None:
-            with Path(self.path).open("rb") as stream:
-                kind = ImageKind.ELF if stream.read(4) == ELF_MAGIC else ImageKind.RAW
+            magic = read_head(self.path)[:4]
+            kind = ImageKind.ELF if magic == ELF_MAGIC else ImageKind.RAW
         if kind is ImageKind.ELF:
             return kind, None
         if kind is not ImageKind.RAW:

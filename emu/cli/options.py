@@ -56,7 +56,9 @@ def define_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[...
 def include_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """-I DIR, repeatable, into ``include_dirs``."""
     return click.option("-I", "--include", "include_dirs", multiple=True,
-                        type=click.Path(file_okay=False, path_type=Path), help=help_text)
+                        # A missing directory is a typo to report, not one to skip.
+                        type=click.Path(exists=True, file_okay=False, path_type=Path),
+                        help=help_text)
 
 
 def parse_defines(values: tuple[str, ...]) -> dict[str, str]:
@@ -118,6 +120,9 @@ def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 ram: tuple[int, int] | None, dtb: Path | None, bootargs: str | None,
                 cpu: str, seed: int, bios: Path | None, **kwargs: Any) -> Any:
         path = kwargs["source"]
+        if "until" in kwargs and not str(kwargs["until"]).strip():
+            # An empty target would otherwise mean "never": a run to the step limit.
+            raise click.BadParameter("the target is empty", param_hint="--until")
         if bios is not None:
             given = click.get_current_context().get_parameter_source("source")
             if given is not ParameterSource.DEFAULT:

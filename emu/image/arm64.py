@@ -74,6 +74,11 @@ def parse_arm64_header(data: bytes, name: str) -> Arm64Header:
     if header.big_endian:
         raise ImageError(f"{name}: big-endian arm64 Image (flags bit 0); bootemu runs "
                          "little-endian kernels only")
+    if image_size != 0 and text_offset % 4:
+        # The entry point is text_offset above the base: it must be an
+        # instruction's address, or the CPU would run at an odd PC.
+        raise ImageError(f"{name}: header's text_offset {text_offset:#x} is not a "
+                         "multiple of 4 (the entry point must be an instruction's address)")
     if image_size == 0:
         header = Arm64Header(code0, code1, LEGACY_TEXT_OFFSET, 0, flags)
     elif image_size < len(data):

@@ -22,6 +22,12 @@ from __future__ import annotations
 import enum
 from pathlib import Path
 
+from emu.asm.files import (
+    MAX_IMAGE_FILE_BYTES,
+    FileRefused,
+    check_regular_file,
+    read_limited,
+)
 from emu.image.arm64 import ARM64_MAGIC, GZIP_MAGIC, gunzip, image_from_arm64
 from emu.image.boot_image import BootImage, ImageError
 from emu.image.elf import ELF_MAGIC, ElfSymbols, image_from_elf, read_elf_symbols
@@ -92,8 +98,7 @@ def read_image(
     file, or its System.map.  ``ram``: (base, size) of the RAM the image will boot in.
     """
     path = Path(path)
-    with path.open("rb") as stream:
-        head = stream.read(4096)
+    head = read_head(path)
     image_kind = ImageKind(kind) if kind is not None else detect_kind(path, head)
     name = str(path)
     if image_kind is not ImageKind.ASM and (defines or include_dirs):
@@ -110,7 +115,7 @@ def read_image(
         program = assemble_file(path, defines=defines or {}, include_dirs=include_dirs or [])
         address = DEFAULT_ASM_LOAD_ADDRESS if load_address is None else load_address
         return image_from_program(program, address, include_dirs=include_dirs)
-    data = path.read_bytes()
+    data = read_file(path, MAX_IMAGE_FILE_BYTES)
     if image_kind is ImageKind.ELF:
         if load_address is not None:
             raise ImageError(f"{name}: an ELF file loads at its segments' physical "
@@ -126,12 +131,34 @@ def read_image(
     return image_from_arm64(data, name, base, symbols=borrowed)
 
 
+def read_file(path: str | Path, limit: int) -> bytes:
+    """A user's file, at most ``limit`` bytes of a regular file: anything else (a
+    FIFO, a device, a directory, a file too large) is an :class:`ImageError`
+    naming it.  :class:`OSError` when it cannot be opened."""
+    try:
+        return read_limited(path, limit)
+    except FileRefused as err:
+        raise ImageError(str(err)) from None
+
+
+def read_head(path: str | Path) -> bytes:
+    """The first 4 KiB of a user's file, to tell its kind; refused as
+    :func:`read_file` refuses (a FIFO would block the read forever)."""
+    try:
+        check_regular_file(path, MAX_IMAGE_FILE_BYTES)
+    except FileRefused as err:
+        raise ImageError(str(err)) from None
+    with Path(path).open("rb") as stream:
+        return stream.read(4096)
+
+
 def _symbols(path: str | Path) -> ElfSymbols:
     """The symbols of ``--symbols``: an ELF build (by its magic) or a System.map
     (text, as ``nm -n`` prints it); :class:`ImageError` for anything else."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        # An ELF build with debug information (vmlinux) can be hundreds of MiB.
+        data = read_file(path, MAX_IMAGE_FILE_BYTES)
     except OSError as err:
         raise ImageError(f"{path}: cannot read the symbols file ({err.strerror})") from None
     if data.startswith(ELF_MAGIC):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from emu.asm.expr import ExpressionError, NotAbsolute, UndefinedSymbol, evaluate
 from emu.asm.reader.items import Item
-from emu.asm.reader.state import MAX_IMAGE_BYTES, ReaderState
+from emu.asm.reader.state import ReaderState
 from emu.asm.reader.syntax import SYMBOL, parse_strings, split_operands
 
 __all__ = ["DATA_DIRECTIVES", "DATA_WIDTHS", "IGNORED", "DataReading"]
@@ -93,6 +93,7 @@ class DataReading(ReaderState):
         if fill and self._current.kind == "bss":
             self._no_bss_data(name)
         if size:
+            self._reserve(size)
             self._emit("fill", size, body, data=bytes([fill]) * size if fill else bytes(size))
 
     def _d_fill(self, name: str, operands: str, body: str) -> None:
@@ -111,8 +112,7 @@ class DataReading(ReaderState):
         # GNU as writes the low 4 bytes of the value; wider repetitions get zeros above.
         word = (value & 0xFFFFFFFF).to_bytes(8, "little")[:size]
         total = repeat * size
-        if total + self._image_bytes > MAX_IMAGE_BYTES:
-            self._fail(f"the image would be larger than {MAX_IMAGE_BYTES >> 20} MiB")
+        self._reserve(total)
         self._emit("fill", total, body, data=word * repeat)
 
     def _d_align(self, name: str, operands: str, body: str) -> None:
@@ -158,6 +158,7 @@ class DataReading(ReaderState):
             self._fail("attempt to move .org backwards")
         padding = target - self._current.size
         if padding:
+            self._reserve(padding)
             self._emit("fill", padding, body, data=bytes([fill]) * padding)
 
     def _d_global(self, name: str, operands: str, body: str) -> None:

@@ -11,7 +11,8 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from emu.asm.reader.state import Frame, ReaderState
+from emu.asm.files import MAX_SOURCE_BYTES, FileRefused, read_limited
+from emu.asm.reader.state import MAX_IMAGE_BYTES, Frame, ReaderState
 from emu.asm.reader.syntax import parse_strings, split_operands
 from emu.asm.source import SourceLocation
 
@@ -34,7 +35,9 @@ class FileReading(ReaderState):
         decoded = file_name.decode("utf-8", "replace")
         path = self._find_file(decoded)
         try:
-            text = path.read_text(errors="replace")
+            text = read_limited(path, MAX_SOURCE_BYTES).decode("utf-8", "replace")
+        except FileRefused as err:
+            self._fail(f"can't read {decoded}: {err.reason}")
         except OSError:
             self._fail(f"can't open {decoded} for reading: No such file or directory")
         self.dependencies.append(path)
@@ -61,7 +64,10 @@ class FileReading(ReaderState):
             self._fail(str(err))
         path = self._find_file(file_name.decode("utf-8", "replace"))
         try:
-            data = path.read_bytes()
+            # Never more than the image may hold (checked again when emitted).
+            data = read_limited(path, MAX_IMAGE_BYTES)
+        except FileRefused as err:
+            self._fail(f"can't read {file_name.decode('utf-8', 'replace')}: {err.reason}")
         except OSError as err:
             self._fail(f"file not found: {file_name.decode('utf-8', 'replace')} "
                        f"({err.strerror})")

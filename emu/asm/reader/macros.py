@@ -23,6 +23,13 @@ from emu.asm.source import Origin
 __all__ = ["MACRO_DIRECTIVES", "MacroReading"]
 
 MAX_MACRO_DEPTH = 100  # GNU as's own limit ("macros nested too deeply")
+# Bounds on what expansions produce, so that a macro passing its arguments on
+# doubled (``m \a \a`` inside ``m``) fails at the line invoking it rather than
+# growing 2^100-byte strings: real macro arguments are a few words, real
+# expansions a few kilobytes.
+MAX_MACRO_ARGUMENT_BYTES = 1 << 20
+MAX_EXPANSION_BYTES = 16 << 20  # one expansion
+MAX_EXPANDED_BYTES = 256 << 20  # all expansions of a source together
 _REPEAT_OPENERS = (".rept", ".rep", ".irp", ".irpc")
 
 
@@ -157,11 +164,26 @@ class MacroReading(ReaderState):
                 self._fail(f"Missing value for required parameter `{param}' of macro "
                            f"`{macro.name}'")
         values = {param: (actuals.get(param) or default) for param, default, _ in macro.params}
+        longest = max((len(value) for value in values.values()), default=0)
+        if longest > MAX_MACRO_ARGUMENT_BYTES:
+            self._fail(f"an argument of macro `{macro.name}' is longer than "
+                       f"{MAX_MACRO_ARGUMENT_BYTES >> 20} MiB (runaway recursion?)")
         number = str(self._macro_number)
         self._macro_number += 1
         pieces: deque[tuple[Origin, str]] = deque()
+        size = 0
         for body_origin, text_line in macro.body:
+            # An upper bound before substituting: each backslash may bring in
+            # the longest argument.
+            size += len(text_line) + text_line.count("\\") * longest
+            if size > MAX_EXPANSION_BYTES:
+                self._fail(f"the expansion of macro `{macro.name}' would be larger than "
+                           f"{MAX_EXPANSION_BYTES >> 20} MiB")
             expanded = _substitute(text_line, values, number)
+            self._expanded_bytes += len(expanded)
+            if self._expanded_bytes > MAX_EXPANDED_BYTES:
+                self._fail(f"macro expansions produced more than {MAX_EXPANDED_BYTES >> 20} "
+                           "MiB of text (runaway recursion?)")
             inner = Origin(origin.location, body_origin.body or body_origin.location,
                            body_origin.macro if body_origin.body else macro.name)
             for piece in split_statements(expanded):

@@ -42,7 +42,10 @@ __all__ = ["MAX_IMAGE_BYTES", "MAX_STATEMENTS", "Conditional", "Frame", "Macro",
 
 NOP = 0xD503201F
 MAX_STATEMENTS = 2_000_000  # a runaway .rept must fail, not hang
-MAX_IMAGE_BYTES = 1 << 30
+# The most bytes of output a source may produce: far above any boot image, low
+# enough that a typo like ``.skip 0x10000000000`` fails with file:line before
+# the bytes are allocated, not with a MemoryError.
+MAX_IMAGE_BYTES = 256 << 20
 
 _NUMERIC_REFERENCE = re.compile(r"(?<![\w.$])(\d+)([bf])(?![\w.$])")
 
@@ -110,6 +113,7 @@ class ReaderState:
         self._macro_number = 0
         self._seq = 0
         self._image_bytes = 0
+        self._expanded_bytes = 0  # text produced by macro expansions (bounded)
         self._by_name: dict[str, Section] = {}
         self._previous: Section | None = None
         self._origin = Origin(SourceLocation("<none>", 0))
@@ -192,15 +196,21 @@ class ReaderState:
               **fields: object) -> Item:
         """Append an item to the current section; ``located`` ones belong to this statement."""
         section = self._current
+        self._reserve(size)
         self._image_bytes += size
-        if self._image_bytes > MAX_IMAGE_BYTES:
-            self._fail(f"the image would be larger than {MAX_IMAGE_BYTES >> 20} MiB")
         item = Item(self._seq, section, section.size, size, kind,
                     self._origin if located else None, text, **fields)  # type: ignore[arg-type]
         section.size += size
         section.items.append(item)
         self.items.append(item)
         return item
+
+    def _reserve(self, size: int) -> None:
+        """Fail, naming the statement, if ``size`` more bytes would pass
+        :data:`MAX_IMAGE_BYTES`; called before the bytes are built."""
+        if self._image_bytes + size > MAX_IMAGE_BYTES:
+            self._fail(f"the image would be larger than {MAX_IMAGE_BYTES >> 20} MiB "
+                       f"({size:#x} more bytes asked for)")
 
     def _align(self, alignment: int, fill: bytes | None, maximum: int | None, text: str,
                located: bool) -> None:
@@ -209,6 +219,7 @@ class ReaderState:
         padding = -section.size % alignment
         if padding == 0 or (maximum is not None and padding > maximum):
             return
+        self._reserve(padding)
         if fill is not None:
             data = (fill * (padding // len(fill) + 1))[:padding]
         elif section.code:

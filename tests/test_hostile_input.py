@@ -1,0 +1,306 @@
+"""Hostile input (issue 15): every case is one line on stderr and exit status 2,
+in bounded time and memory, never a traceback.
+
+Each case runs the real command line in a child process with a timeout and an
+address-space limit, so that a regression fails the test instead of hanging
+or eating the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emu.asm.files import MAX_IMAGE_FILE_BYTES, MAX_SOURCE_BYTES
+
+ROOT = Path(__file__).resolve().parents[1]
+MEMORY_LIMIT = 2 << 30
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def bootemu(*args: str | Path, timeout: float = 120,
+            prelude: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m emu.cli ARGS`` (after ``prelude``, Python run first in the
+    child, to lower a limit) bounded in time and memory."""
+    if prelude is None:
+        command = [sys.executable, "-m", "emu.cli"]
+    else:
+        command = [sys.executable, "-c", f"{prelude}\nfrom emu.cli.main import main\nmain()"]
+    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, preexec_fn=_limit_memory)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], *names: str) -> str:
+    """The single ``bootemu: error:`` line, after checking the status and ``names``."""
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines[:5]
+    assert lines[0].startswith("bootemu: error: "), lines[0]
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+def usage_error(result: subprocess.CompletedProcess[str], option: str) -> str:
+    """Click's usage error: exit status 2, one ``Error:`` line naming ``option``."""
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.stderr
+    assert option in errors[0], errors[0]
+    return errors[0]
+
+
+def source(tmp_path: Path, text: str, name: str = "hostile.S") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def asm(path: Path, *extra: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return bootemu("asm", path, "-o", path.with_suffix(".bin"), *extra,
+                   **kwargs)  # type: ignore[arg-type]
+
+
+# 1. Output size ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("directive", [".balign 0x10000000000", ".skip 0x10000000000",
+                                       ".org 0x10000000000", ".p2align 30",
+                                       ".fill 0x10000000, 8, 1"])
+def test_huge_output_is_refused_at_its_line(tmp_path: Path, directive: str) -> None:
+    path = source(tmp_path, f".text\nnop\n{directive}\n")
+    message = one_line_error(asm(path), f"{path}:3:")
+    assert "larger than 256 MiB" in message
+
+
+# 2. Nesting ----------------------------------------------------------------
+
+
+def test_a_long_equ_chain_is_refused_not_a_recursion_error(tmp_path: Path) -> None:
+    count = 100_000
+    chain = "".join(f".equ a{i}, a{i + 1}\n" for i in range(count))
+    path = source(tmp_path, f".text\n{chain}.equ a{count}, 1\nmov x0, #a0\n")
+    message = one_line_error(asm(path), f"{path}:{count + 3}:")
+    assert "nested more than 100 deep" in message
+
+
+def test_a_long_equ_chain_read_while_reading_is_refused(tmp_path: Path) -> None:
+    chain = "".join(f".equ a{i}, a{i + 1}\n" for i in range(5000))
+    path = source(tmp_path, f".text\n{chain}.equ a5000, 1\n.if a0\nnop\n.endif\n")
+    one_line_error(asm(path), f"{path}:5003:", "nested")
+
+
+@pytest.mark.parametrize("expression", ["(" * 50_000 + "1" + ")" * 50_000, "-" * 50_000 + "1"])
+def test_deeply_nested_expressions_are_refused(tmp_path: Path, expression: str) -> None:
+    path = source(tmp_path, f".text\n.quad {expression}\n")
+    one_line_error(asm(path), f"{path}:2:", "nested")
+
+
+# 3. --ram beyond 64 bits ---------------------------------------------------
+
+
+@pytest.mark.parametrize("ram", ["0x40000000:0x10000000000000000", "0x10000000000000000:128M",
+                                 "0xfffffffff0000000:1G", "0x40000000:99999999999T"])
+def test_ram_beyond_64_bits_is_a_usage_error(ram: str) -> None:
+    usage_error(bootemu("check", "--ram", ram), "--ram")
+
+
+# 4. Special and huge files -------------------------------------------------
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    return path
+
+
+def test_a_fifo_as_source_is_refused(fifo: Path) -> None:
+    one_line_error(bootemu("check", fifo, timeout=60), str(fifo), "is a FIFO, not a regular file")
+
+
+def test_a_fifo_to_asm_is_refused(fifo: Path) -> None:
+    one_line_error(bootemu("asm", fifo, "-o", fifo.with_suffix(".bin"), timeout=60),
+                   str(fifo), "is a FIFO")
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_a_character_device_as_source_is_refused(device: str) -> None:
+    one_line_error(bootemu("run", device, timeout=60), device, "is a character device")
+    one_line_error(bootemu("run", "--format", "raw", device, timeout=60), device,
+                   "is a character device")
+
+
+def test_a_fifo_as_firmware_is_refused(fifo: Path) -> None:
+    one_line_error(bootemu("run", "--bios", fifo, timeout=60), str(fifo), "is a FIFO")
+
+
+def test_a_fifo_or_device_as_dtb_is_refused(fifo: Path) -> None:
+    one_line_error(bootemu("check", "--dtb", fifo, timeout=60), str(fifo), "is a FIFO")
+    one_line_error(bootemu("check", "--dtb", "/dev/zero", timeout=60), "/dev/zero",
+                   "is a character device")
+
+
+def test_a_fifo_as_symbols_is_refused(tmp_path: Path, fifo: Path) -> None:
+    raw = tmp_path / "boot.bin"
+    raw.write_bytes(bytes(16))
+    one_line_error(bootemu("run", raw, "--symbols", fifo, timeout=60), str(fifo), "is a FIFO")
+
+
+def test_an_include_of_a_fifo_is_refused(tmp_path: Path, fifo: Path) -> None:
+    path = source(tmp_path, f'.text\n.include "{fifo}"\n')
+    one_line_error(asm(path, timeout=60), f"{path}:2:", str(fifo), "is a FIFO")
+
+
+def test_an_include_of_a_directory_is_refused(tmp_path: Path) -> None:
+    path = source(tmp_path, f'.text\n.include "{tmp_path}"\n')
+    one_line_error(asm(path, timeout=60), f"{path}:2:", "is a directory")
+
+
+def test_an_incbin_of_dev_zero_is_refused(tmp_path: Path) -> None:
+    path = source(tmp_path, '.text\n.incbin "/dev/zero"\n')
+    one_line_error(asm(path, timeout=60), f"{path}:2:", "/dev/zero", "is a character device")
+
+
+def test_a_cpp_include_of_a_fifo_times_out(tmp_path: Path, fifo: Path) -> None:
+    path = source(tmp_path, f'#include "{fifo}"\nnop\n')
+    prelude = "import emu.asm.preprocess as p\np.CPP_TIMEOUT_SECONDS = 2.0"
+    message = one_line_error(asm(path, timeout=60, prelude=prelude), str(path))
+    assert "ran for more than 2 s" in message
+
+
+def test_a_cpp_include_of_dev_zero_is_bounded(tmp_path: Path) -> None:
+    path = source(tmp_path, '#include "/dev/zero"\nnop\n')
+    message = one_line_error(asm(path, timeout=120), f"{path}:1:")
+    assert "ran out of memory" in message or "larger than" in message
+
+
+def test_a_source_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.S"
+    with path.open("wb") as stream:
+        stream.truncate(MAX_SOURCE_BYTES + 1)  # sparse: no disk space used
+    one_line_error(asm(path), str(path), "more than the 64 MiB")
+
+
+def test_an_image_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.bin"
+    with path.open("wb") as stream:
+        stream.truncate(MAX_IMAGE_FILE_BYTES + 1)
+    one_line_error(bootemu("run", path), str(path), "more than the 1024 MiB")
+
+
+# 5. Runaway expansion ------------------------------------------------------
+
+
+def test_a_recursive_macro_doubling_its_arguments_is_refused(tmp_path: Path) -> None:
+    path = source(tmp_path, ".macro m a:vararg\nm \\a \\a\n.endm\nm x\n")
+    one_line_error(asm(path), f"{path}:4:", "macro `m'")
+
+
+def test_a_define_doubled_thirty_times_is_refused(tmp_path: Path) -> None:
+    defines = "".join(f"#define A{i} A{i - 1} A{i - 1}\n" for i in range(1, 31))
+    path = source(tmp_path, f"#define A0 x\n{defines}A30\n")
+    message = one_line_error(asm(path, timeout=120), f"{path}:32:")
+    assert "preprocess" in message
+
+
+def test_preprocessed_output_is_capped(tmp_path: Path) -> None:
+    word = "x" * 40
+    levels = [f"#define A0 {word}\n"] + [f"#define A{i} " + f" A{i - 1}" * 16 + "\n"
+                                         for i in range(1, 6)]
+    path = source(tmp_path, "nop\n" + "".join(levels) + "A5\n" * 8)
+    message = one_line_error(asm(path, timeout=120), str(path))
+    assert "larger than 64 MiB" in message
+
+
+# 6. Numbers beyond 64 bits -------------------------------------------------
+
+
+def test_a_define_beyond_64_bits_is_a_usage_error() -> None:
+    usage_error(bootemu("check", "-D", "XEN_VIRT_START=0x10000000000000000"), "-D")
+
+
+def test_a_literal_beyond_64_bits_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = source(tmp_path, ".text\n.quad 0x10000000000000000\n")
+    one_line_error(asm(path), f"{path}:2:", "does not fit in 64 bits")
+    path = source(tmp_path, ".text\n.quad " + "9" * 10_000 + "\n", "decimal.S")
+    one_line_error(asm(path), f"{path}:2:", "does not fit in 64 bits")
+
+
+def test_a_define_expression_beyond_64_bits_is_refused_where_used(tmp_path: Path) -> None:
+    path = source(tmp_path, ".text\nldr x0, =VALUE\n")
+    one_line_error(asm(path, "-D", "VALUE=(0x10000000000000000)"), f"{path}:2:", "64 bits")
+
+
+# 7. Messages with newlines -------------------------------------------------
+
+
+def test_an_error_directive_with_newlines_is_one_line(tmp_path: Path) -> None:
+    path = source(tmp_path, '.text\n.error "a\\nb\\nc"\n')
+    message = one_line_error(asm(path), f"{path}:2:")
+    assert message.endswith("a\\nb\\nc")
+
+
+# 8, 9. Binary and empty special sources ------------------------------------
+
+
+def test_a_file_of_nul_bytes_is_named_as_binary(tmp_path: Path) -> None:
+    path = tmp_path / "zeros.S"
+    path.write_bytes(bytes(1 << 20))
+    one_line_error(asm(path), str(path), "binary")
+    including = source(tmp_path, '#include "zeros.S"\n', "including.S")
+    one_line_error(asm(including), f"{path}:1:", "binary")
+
+
+def test_dev_null_is_not_a_regular_file() -> None:
+    message = one_line_error(bootemu("check", "/dev/null"), "/dev/null")
+    assert "not a regular file" in message and "no such file" not in message
+
+
+# 10. Empty or missing option values ---------------------------------------
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_an_empty_until_is_a_usage_error(command: str) -> None:
+    usage_error(bootemu(command, "--until", ""), "--until")
+
+
+def test_a_missing_include_directory_is_a_usage_error() -> None:
+    usage_error(bootemu("check", "-I", "/nonexistent"), "-I")
+
+
+# 11. Image headers ---------------------------------------------------------
+
+
+def test_an_image_with_an_unaligned_text_offset_is_refused(tmp_path: Path) -> None:
+    header = struct.pack("<IIQQQQQQ4sI", 0x14000010, 0, 0x80002, 0x1000, 2, 0, 0, 0,
+                         b"ARM\x64", 0)
+    path = tmp_path / "Image"
+    path.write_bytes(header + bytes(0x1000 - len(header)))
+    one_line_error(bootemu("run", path), str(path), "text_offset 0x80002")
+
+
+def test_an_elf_entry_that_is_not_4_aligned_stops_at_once(tmp_path: Path) -> None:
+    """An entry of 1 mod 0x400 used to make the run loop spin (Unicorn's end
+    address was the entry itself) past any --max-insns.  A PC that is not a
+    multiple of 4 is a PC alignment fault (DDI 0487 D1.3.5): the run ends there.
+    The ELF comes from GNU as and ld, so bootemu's own assembler plays no part."""
+    (tmp_path / "odd.s").write_text(".text\n.global _start\n_start:\n    b .\n    .space 0x800\n")
+    subprocess.run(["aarch64-linux-gnu-as", "odd.s", "-o", "odd.o"], cwd=tmp_path, check=True)
+    subprocess.run(["aarch64-linux-gnu-ld", "-Ttext=0x40000000", "-e", "0x40000401", "odd.o",
+                    "-o", "odd.elf"], cwd=tmp_path, check=True)
+    result = bootemu("run", tmp_path / "odd.elf", "--max-insns", "10", timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "PC alignment fault: the PC 0x40000401 is not a multiple of 4" in result.stderr
+    assert "Traceback" not in result.stderr
