@@ -5,6 +5,7 @@ This is the library behind ``bootemu check``; it never prints.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,11 +116,15 @@ def check_image(
     max_insns: int = DEFAULT_MAX_INSNS,
     checks: tuple[type[Check], ...] = ALL_CHECKS,
     board: Board | None = None,
+    started: Callable[[Machine], None] | None = None,
 ) -> CheckRun:
     """Boot an image (at EL2 unless ``board`` says otherwise) with every rule
-    watching, until the target, the program's exit, or a stop."""
+    watching, until the target, the program's exit, or a stop.  ``started`` is
+    handed the machine before it runs (to interrupt it from another thread)."""
     board = board or Board()
     machine = Machine(image, board)
+    if started is not None:
+        started(machine)
     context = CheckContext(machine)
     rules = [cls(context) for cls in checks]
     machine.observers.extend(rules)

@@ -10,6 +10,7 @@ import click
 
 from emu.board.spec import BootSpec
 from emu.checks.run import check_image
+from emu.cli.interrupts import RunInterrupter, timeout_option
 from emu.cli.options import TARGET_HELP, events_option, input_errors, source_options
 from emu.machine.machine import DEFAULT_MAX_INSNS
 from emu.machine.targets import DEFAULT_TARGET
@@ -33,10 +34,12 @@ from emu.report.mmu_plot import FORMATS, PlotError, plot_run
               help="Also draw the boot's MMU story along the instruction count (EL, "
                    "SCTLR.M, the tables each TTBR points at, windows, TLBIs, findings) "
                    "to FILE.png, .svg or .pdf (needs the plot extra: matplotlib).")
+@timeout_option
 @input_errors
 def check(source: Path, load_address: int | None, defines: tuple[str, ...],
           include_dirs: tuple[Path, ...], boot: BootSpec, until: str, max_insns: int,
-          events: frozenset[str], as_json: bool, plot: Path | None) -> None:
+          events: frozenset[str], as_json: bool, plot: Path | None,
+          timeout: float | None) -> None:
     """Boot SOURCE (a source, ELF, arm64 Image or raw binary) and check every MMU
     transition against the rules.
 
@@ -56,13 +59,17 @@ def check(source: Path, load_address: int | None, defines: tuple[str, ...],
     \b
     Exit status: 0 clean (reached --until, no rule fired);
                  1 findings, boot-failed or incomplete;
-                 2 usage or input error.
+                 2 usage or input error;
+                 124 --timeout ran out, 130 SIGINT (Ctrl-C), 143 SIGTERM:
+                 the report covers the run up to there.
     """
     if plot is not None and plot.suffix.lower().lstrip(".") not in FORMATS:
         raise click.BadParameter(f"{plot}: the picture is written as .png, .svg or .pdf",
                                  param_hint="--plot")
     image, board = boot.load()
-    run = check_image(image, until=until, max_insns=max_insns, board=board)
+    with RunInterrupter(timeout=timeout) as interrupter:
+        run = check_image(image, until=until, max_insns=max_insns, board=board,
+                          started=interrupter.watch)
     if plot is not None:
         try:
             plot_run(run, plot)
@@ -72,5 +79,9 @@ def check(source: Path, load_address: int | None, defines: tuple[str, ...],
         click.echo(json.dumps(to_json(run, events, source=str(source)), indent=2))
     else:
         click.echo(format_text(run, source=str(source), events=events), nl=False)
-    sys.exit(run.exit_code)
+    if interrupter.stopped:
+        click.echo(f"bootemu: {interrupter.reason()} at #{run.stop.index} "
+                   f"({image.symbolize(run.stop.pc)}); the report covers the run up to there",
+                   err=True)
+    sys.exit(interrupter.exit_status(run.exit_code))
 

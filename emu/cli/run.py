@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from emu.board.spec import BootSpec
+from emu.cli.interrupts import RunInterrupter, timeout_option
 from emu.cli.options import TARGET_HELP, input_errors, source_options
 from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
 from emu.machine.stop import StopKind
@@ -25,10 +26,11 @@ from emu.report.ending import RunEnd, counted
               show_default=True, help="Instruction budget for the run.")
 @click.option("--json", "as_json", is_flag=True,
               help="At the end, one JSON object: stop, where and why, exit status, output.")
+@timeout_option
 @input_errors
 def run_command(source: Path, load_address: int | None, defines: tuple[str, ...],
                 include_dirs: tuple[Path, ...], boot: BootSpec, until: str, max_insns: int,
-                as_json: bool) -> None:
+                as_json: bool, timeout: float | None) -> None:
     """Boot SOURCE and run it, without checking; the guest's output goes to stdout.
 
     What the program prints through the UART and semihosting appears as it
@@ -38,7 +40,8 @@ def run_command(source: Path, load_address: int | None, defines: tuple[str, ...]
 
     \b
     Exit status: 0 the run reached --until (for 'exit': the program exited
-                 with status 0); 1 it did not; 2 usage or input error.
+                 with status 0); 1 it did not; 2 usage or input error;
+                 124 --timeout ran out, 130 SIGINT (Ctrl-C), 143 SIGTERM.
     """
     image, board = boot.load()
     machine = Machine(image, board)
@@ -54,7 +57,8 @@ def run_command(source: Path, load_address: int | None, defines: tuple[str, ...]
 
     if not as_json:
         machine.console.listeners.append(echo)
-    ran = run_to_target(machine, until, max_insns)
+    with RunInterrupter(machine, timeout=timeout) as interrupter:
+        ran = run_to_target(machine, until, max_insns)
     stop = ran.stop
     # A stop in the failure routine is an arrival there, not at the target.
     failed = stop.kind is StopKind.ARRIVED and stop.pc in ran.failure_exits
@@ -71,5 +75,8 @@ def run_command(source: Path, load_address: int | None, defines: tuple[str, ...]
     else:
         click.echo(f"bootemu: {end.describe()}; {counted(stop.index, 'instruction')} run, none "
                    "checked (bootemu check judges them)", err=True)
-    sys.exit(0 if ran.reached else 1)
+    if interrupter.stopped:
+        click.echo(f"bootemu: {interrupter.reason()} at #{stop.index} "
+                   f"({image.symbolize(stop.pc)})", err=True)
+    sys.exit(interrupter.exit_status(0 if ran.reached else 1))
 

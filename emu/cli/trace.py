@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 
 import click
 
 from emu.board.spec import BootSpec
+from emu.cli.interrupts import RunInterrupter, timeout_option
 from emu.cli.options import TARGET_HELP, events_option, input_errors, source_options
 from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
 from emu.machine.stop import StopKind
@@ -33,7 +32,6 @@ from emu.report.trace import Tracer
 
 REACHED = 0
 NOT_REACHED = 1
-INTERRUPTED = 128 + signal.SIGINT  # 130, as a shell reports a program Ctrl-C ended
 BUFFER_SIZE = 1 << 16  # characters gathered before they are written
 FLUSH_EVERY = 0.2  # seconds
 
@@ -143,12 +141,13 @@ class _Output:
                    "-dfilter): a comma list of START..END, START+SIZE or SYMBOL (from it to "
                    "the next symbol, at its link address and its physical alias); the "
                    "instructions left out are gap lines.")
+@timeout_option
 @input_errors
 def trace(source: Path, load_address: int | None, defines: tuple[str, ...],
           include_dirs: tuple[Path, ...], boot: BootSpec, until: str, window: int | None,
           max_insns: int, events: frozenset[str], as_json: bool, pc_only: bool,
           tarmac: bool, memory: bool, log_items: str, log_file: Path | None,
-          filter_spec: str | None) -> None:
+          filter_spec: str | None, timeout: float | None) -> None:
     """Print each executed instruction: count, VA, PA, symbol+offset, encoding, disassembly.
 
     The last line says where and why the run stopped.  A native hook logs the
@@ -165,7 +164,7 @@ def trace(source: Path, load_address: int | None, defines: tuple[str, ...],
                  reader closed the pipe;
                  1 it did not (an abort, a spent budget, a failure routine, ...);
                  2 usage or input error;
-                 130 interrupted (Ctrl-C).
+                 124 --timeout ran out, 130 SIGINT (Ctrl-C), 143 SIGTERM.
     """
     chosen = [name for name, on in (("--json", as_json), ("--pc-only", pc_only),
                                     ("--tarmac", tarmac)) if on]
@@ -199,13 +198,6 @@ def trace(source: Path, load_address: int | None, defines: tuple[str, ...],
         fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     out = _Output(machine, fd)
 
-    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
-        # The run stops between translation blocks: no KeyboardInterrupt
-        # unwinds through Unicorn, and no line is left half written.  A second
-        # Ctrl-C is the default one: it ends the program at once.
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        machine.interrupt()
-
     layout = "json" if as_json else "pc" if pc_only else "text"
     tracer: Tracer | TarmacTracer | None = None
     if tarmac:
@@ -225,9 +217,13 @@ def trace(source: Path, load_address: int | None, defines: tuple[str, ...],
                 out.write(line)
 
         log = QemuStyleLog(machine, items, emit, ranges)
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    # SIGINT, SIGTERM and --timeout stop the run between translation blocks:
+    # no KeyboardInterrupt unwinds through Unicorn, and no line is left half
+    # written.  A second signal ends the program at once.
+    interrupter = RunInterrupter(machine, timeout=timeout)
     try:
-        ran = run_to_target(machine, until, max_insns)
+        with interrupter:
+            ran = run_to_target(machine, until, max_insns)
         stop = ran.stop
         if isinstance(tracer, TarmacTracer):
             tracer.finish()
@@ -253,12 +249,9 @@ def trace(source: Path, load_address: int | None, defines: tuple[str, ...],
                 if log_file is not None:
                     sys.stderr.write(f"bootemu: log in {log_file}; {record}")
     finally:
-        signal.signal(signal.SIGINT, previous)
         out.flush()
         if fd is not None:
             os.close(fd)
     if out.closed:
         sys.exit(REACHED)
-    if stop.kind is StopKind.INTERRUPTED:
-        sys.exit(INTERRUPTED)
-    sys.exit(REACHED if ran.reached else NOT_REACHED)
+    sys.exit(interrupter.exit_status(REACHED if ran.reached else NOT_REACHED))

@@ -1,0 +1,87 @@
+"""SIGINT, SIGTERM and --timeout stop `check`, `run` and `trace` within a fraction
+of a second, even while Unicorn runs native code for minutes, and the report
+of the run up to there is printed; the exit status says which (130 for SIGINT,
+143 for SIGTERM, as a shell reports a program a signal ended; 124 for a
+timeout, as timeout(1) does)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOTEMU = [sys.executable, "-m", "emu.cli"]
+# A loop with nothing to check: native hooks only, no Python for minutes.
+SPIN = "_start:\n    add x1, x1, #1\n    b _start\n"
+BUDGET = str(10**12)
+
+
+def _spin(tmp_path: Path) -> Path:
+    path = tmp_path / "spin.S"
+    path.write_text(SPIN)
+    return path
+
+
+def _started(process: subprocess.Popen[str], seconds: float = 1.5) -> None:
+    """Let the run get well into the loop (start-up is about half a second)."""
+    time.sleep(seconds)
+    assert process.poll() is None, process.communicate()
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("command", [["check"], ["check", "--json"], ["run"],
+                                     ["trace", "--pc-only"]],
+                         ids=["check", "check-json", "run", "trace"])
+def test_a_signal_stops_the_run_and_keeps_its_report(tmp_path: Path, command: list[str],
+                                                     number: int) -> None:
+    process = subprocess.Popen([*BOOTEMU, *command, str(_spin(tmp_path)), "--max-insns", BUDGET],
+                               stdout=subprocess.PIPE if command[0] != "trace"
+                               else subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    _started(process)
+    sent = time.monotonic()
+    process.send_signal(number)
+    out, err = process.communicate(timeout=30)
+    took = time.monotonic() - sent
+    assert process.returncode == 128 + number, (process.returncode, err)
+    assert took < 1.0, took  # the issue asks for 0.2 s; Python's exit adds its own time
+    assert "Traceback" not in err
+    name = signal.Signals(number).name
+    if command[0] == "check":
+        if "--json" in command:
+            report = json.loads(out)
+            assert report["verdict"] == "incomplete"
+            assert report["stop"]["kind"] == "interrupted"
+            assert report["executed"] > 1_000_000
+        else:
+            assert "Verdict: incomplete" in out
+        assert f"interrupted by {name} at #" in err and "(_start" in err
+    elif command[0] == "run":
+        assert f"bootemu: interrupted by {name} at #" in err
+    else:
+        assert "it was interrupted" not in err  # trace's stop record is on stdout
+        assert err == ""
+
+
+def test_timeout_stops_check_with_its_report(tmp_path: Path) -> None:
+    start = time.monotonic()
+    done = subprocess.run([*BOOTEMU, "check", str(_spin(tmp_path)), "--max-insns", BUDGET,
+                           "--timeout", "1"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60)
+    took = time.monotonic() - start
+    assert done.returncode == 124, done.stderr
+    assert "Verdict: incomplete" in done.stdout
+    assert "stopped by --timeout 1 s at #" in done.stderr
+    assert took < 1.0 + 2.0  # start-up, the second, and the report
+
+
+def test_timeout_must_be_positive(tmp_path: Path) -> None:
+    done = subprocess.run([*BOOTEMU, "run", str(_spin(tmp_path)), "--timeout", "0"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 2 and "--timeout" in done.stderr
