@@ -127,3 +127,47 @@ def test_a_due_timer_the_gic_does_not_forward_does_not_stall_a_loop(tmp_path: Pa
     stop = machine.run(max_insns=2_000_000)
     assert stop.kind is StopKind.BUDGET, stop.message
     assert machine.reg("x1") == (2_000_000 - 3 + 1) // 2  # each pair starts with the add
+
+
+# The virtual timer's PPI (27) forwarded by QEMU virt's GICv2 (distributor at
+# 0x08000000, CPU interface at 0x08010000: GICD_CTLR, GICD_ISENABLER0, GICC_PMR,
+# GICC_CTLR, IHI 0048B section 4), due at once, and PSTATE.I left set as at
+# reset: the interrupt is pending at the PE but masked.  WFI wakes on it all the
+# same (DDI 0487 D1.16.2), so `1: wfi; b 1b` spins without end and nothing in it
+# can unmask the interrupt.
+_PENDING_MASKED = """\
+_start:
+    ldr x2, =0x08000000
+    mov w3, #1
+    str w3, [x2]
+    mov w3, #(1 << 27)
+    str w3, [x2, #0x100]
+    ldr x2, =0x08010000
+    mov w3, #0xff
+    str w3, [x2, #4]
+    mov w3, #1
+    str w3, [x2]
+    mov x0, #1
+    msr cntv_ctl_el0, x0
+    msr cntv_cval_el0, xzr
+loop:
+    {body}
+    b loop
+"""
+
+
+def test_an_idle_loop_with_the_interrupt_masked_ends_idle(tmp_path: Path) -> None:
+    machine = _source_machine(tmp_path, _PENDING_MASKED.format(body="wfi"))
+    stop = machine.run(max_insns=100_000_000)
+    assert stop.kind is StopKind.IDLE, stop.message
+    assert "pending but cannot be taken" in stop.message
+    assert stop.index < 100  # at the first pass, not after a hundred million
+
+
+def test_a_wfi_loop_that_does_work_runs_on(tmp_path: Path) -> None:
+    # The loop also counts: not the idle loop, so each pass runs (the WFI wakes
+    # at once every time) until the budget.
+    machine = _source_machine(tmp_path, _PENDING_MASKED.format(body="wfi\n    add x9, x9, #1"))
+    stop = machine.run(max_insns=3_000)
+    assert stop.kind is StopKind.BUDGET, stop.message
+    assert machine.reg("x9") > 900

@@ -46,6 +46,7 @@ class InterruptDelivery:
         self._gic = gic
         self.taken = 0  # IRQs delivered so far
         self._last_idle_index: int | None = None
+        self.idle_reason = ""  # why, when after_wfi says nothing can wake the CPU
 
     def _sync(self) -> bool:
         """Update the GIC's inputs from the timer; whether the CPU's IRQ line is high."""
@@ -120,9 +121,32 @@ class InterruptDelivery:
             return None
         self._last_idle_index = index
         if self._sync():
-            return True  # WFI wakes on a pending interrupt even when it is masked
+            # WFI wakes on a pending interrupt even when it is masked.  In the
+            # idle loop `1: wfi; b 1b` that changes nothing: the loop touches
+            # no memory and no register, so the interrupt stays masked and
+            # pending and each pass wakes at once, forever.
+            if self._target() is None and _branches_to(machine, machine.pc, machine.pc - 4):
+                self.idle_reason = ("an interrupt is pending but cannot be taken (masked, "
+                                    "or no vector table yet), so it wakes the WFI at once, "
+                                    "and the loop back to it changes nothing")
+                return False
+            return True
         due = self._timer.next_deadline_ns()
         if due is None or due <= self._timer.now_ns():
-            return False  # no timer will fire (one that has cannot reach the CPU)
+            # No timer will fire (one that has cannot reach the CPU).
+            self.idle_reason = "no timer is armed and none is pending"
+            return False
         self._timer.skip_to(due)
         return True
+
+
+def _branches_to(machine: Machine, pc: int, target: int) -> bool:
+    """Whether the instruction at ``pc`` is ``B target`` (DDI 0487 C6.2 "B":
+    0b000101 then a signed 26-bit word offset)."""
+    word = instruction_at(machine, pc)
+    if word is None or word >> 26 != 0b000101:
+        return False
+    offset = (word & 0x3FF_FFFF) << 2
+    if offset & (1 << 27):
+        offset -= 1 << 28
+    return (pc + offset) & 0xFFFF_FFFF_FFFF_FFFF == target

@@ -1024,8 +1024,8 @@ class Machine:
                     return self._finish(Stop(
                         StopKind.IDLE, pc, self.index_now(),
                         f"the guest waits for an interrupt (WFI at {pc - 4:#x}, "
-                        f"{self.symbolize(pc - 4)}) and none can come: no timer is armed "
-                        "and none is pending"))
+                        f"{self.symbolize(pc - 4)}) and none can come: "
+                        f"{self.interrupts.idle_reason}"))
         finally:
             self._running = False
             for handle in stop_hooks:
