@@ -85,3 +85,39 @@ def test_timeout_must_be_positive(tmp_path: Path) -> None:
     done = subprocess.run([*BOOTEMU, "run", str(_spin(tmp_path)), "--timeout", "0"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 2 and "--timeout" in done.stderr
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(child) for child in found.split()]
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_a_parallel_sweep_and_its_workers(number: int) -> None:
+    """`sweep -j 2` over 261,632 load addresses (minutes of work): the signal
+    ends it within a second or two, the report holds the boots done, and no
+    worker process is left behind."""
+    process = subprocess.Popen(
+        [*BOOTEMU, "sweep", str(ROOT / "asm" / "head.S"), "--load-addresses",
+         "0x40000000:0x8000000000", "-j", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 30
+    workers: list[int] = []
+    while len(workers) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        workers = _children(process.pid)
+    assert len(workers) >= 2, "the workers never started"
+    time.sleep(2.0)  # some chunks of boots done
+    sent = time.monotonic()
+    process.send_signal(number)
+    out, err = process.communicate(timeout=60)
+    took = time.monotonic() - sent
+    assert process.returncode == 128 + number, err
+    assert took < 3.0, took
+    assert "Traceback" not in err
+    name = signal.Signals(number).name
+    assert f"bootemu: interrupted by {name} after " in err
+    assert "of 261632 boot(s); the results hold" in err
+    assert out.rstrip().splitlines()[-1].endswith("boots/s)")
+    time.sleep(0.2)
+    assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []

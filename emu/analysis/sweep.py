@@ -17,9 +17,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import signal
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -327,11 +328,22 @@ _worker_plan: _BootPlan | None = None
 def _init_worker(plan: _BootPlan) -> None:
     global _worker_plan
     _worker_plan = plan
+    # Ctrl-C reaches the whole process group: the parent decides, and
+    # terminates the workers (no KeyboardInterrupt tracebacks from each).  A
+    # forked worker inherits the parent's handlers: SIGTERM, which terminate()
+    # sends, must end it, and the parent's wakeup descriptor is not its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
 
 
-def _boot_chunk(addresses: list[int]) -> list[SweepResult]:
+def _boot_chunk(task: tuple[int, list[int]]) -> tuple[int, list[SweepResult]]:
     assert _worker_plan is not None, "worker used before its initializer ran"
-    return [_boot(_worker_plan, address) for address in addresses]
+    index, addresses = task
+    return index, [_boot(_worker_plan, address) for address in addresses]
+
+
+_POLL_SECONDS = 0.05  # how often the parent looks at ``stop`` while it waits
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -359,12 +371,16 @@ def sweep_program(
     until: str | None = DEFAULT_TARGET,
     max_insns: int = DEFAULT_MAX_INSNS,
     layout: str | None = None,
+    stop: threading.Event | None = None,
 ) -> list[SweepResult]:
     """Boot an assembled program at each load address; results in the addresses' order.
 
     ``jobs`` worker processes (default: one per CPU; 1 boots in this process).
     ``progress`` is called with the number of boots finished since its last
-    call.  ``layout`` only labels the results.
+    call.  ``layout`` only labels the results.  Once ``stop`` is set (from a
+    signal's watchdog, say) no boot starts, the workers are terminated, and
+    the results of the addresses booted up to the first one not booted are
+    returned, in order.
     """
     jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
@@ -376,6 +392,8 @@ def sweep_program(
     if jobs == 1 or len(addresses) <= 1:
         results = []
         for address in addresses:
+            if stop is not None and stop.is_set():
+                break
             results.append(_boot(plan, address))
             if progress is not None:
                 progress(1)
@@ -387,15 +405,29 @@ def sweep_program(
     chunk = max(1, min(64, len(addresses) // (jobs * 8)))
     chunks = [addresses[i:i + chunk] for i in range(0, len(addresses), chunk)]
     by_chunk: dict[int, list[SweepResult]] = {}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=_pool_context(),
-                             initializer=_init_worker, initargs=(plan,)) as pool:
-        futures = {pool.submit(_boot_chunk, part): index for index, part in enumerate(chunks)}
-        for future in as_completed(futures):
-            index = futures[future]
-            by_chunk[index] = future.result()
+    pool = _pool_context().Pool(processes=jobs, initializer=_init_worker, initargs=(plan,))
+    try:
+        finished = pool.imap_unordered(_boot_chunk, enumerate(chunks))
+        while len(by_chunk) < len(chunks) and not (stop is not None and stop.is_set()):
+            try:
+                index, results = finished.next(timeout=_POLL_SECONDS)
+            except multiprocessing.TimeoutError:
+                continue
+            by_chunk[index] = results
             if progress is not None:
-                progress(len(chunks[index]))
-    return [result for index in range(len(chunks)) for result in by_chunk[index]]
+                progress(len(results))
+    finally:
+        # Done, failed or stopped: no worker outlives the sweep.
+        pool.terminate()
+        pool.join()
+    # In the addresses' order.  A stopped sweep returns the chunks done up to
+    # the first one not done: a table with a hole would read as continuous.
+    out: list[SweepResult] = []
+    for index in range(len(chunks)):
+        if index not in by_chunk:
+            break
+        out.extend(by_chunk[index])
+    return out
 
 
 def sweep(
@@ -409,8 +441,10 @@ def sweep(
     until: str | None = DEFAULT_TARGET,
     max_insns: int = DEFAULT_MAX_INSNS,
     layout: str | None = None,
+    stop: threading.Event | None = None,
 ) -> list[SweepResult]:
     """Assemble ``source`` once, then boot it at each load address (see :func:`sweep_program`)."""
     program = assemble_file(source, defines=defines, include_dirs=include_dirs)
     return sweep_program(program, load_addresses, include_dirs=include_dirs, jobs=jobs,
-                         progress=progress, until=until, max_insns=max_insns, layout=layout)
+                         progress=progress, until=until, max_insns=max_insns, layout=layout,
+                         stop=stop)

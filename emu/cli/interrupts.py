@@ -49,6 +49,8 @@ class RunInterrupter:
         self._read_fd = self._write_fd = -1
         self._timer: threading.Timer | None = None
         self._counts: dict[int, int] = {}  # signal -> times its Python handler ran
+        # Set when the run is to stop: for work that is not one machine (a sweep).
+        self.stop_event = threading.Event()
 
     @property
     def stopped(self) -> bool:
@@ -77,6 +79,7 @@ class RunInterrupter:
                 machine.interrupt()
 
     def _stop(self) -> None:
+        self.stop_event.set()
         with self._lock:
             if self.machine is not None:
                 self.machine.interrupt()

@@ -12,6 +12,7 @@ import click
 
 from emu.analysis.layout import get_preset
 from emu.asm.assembler import assemble_file
+from emu.cli.interrupts import RunInterrupter
 from emu.cli.options import (
     BUNDLED_SOURCE,
     TARGET_HELP,
@@ -68,7 +69,12 @@ def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
     with the same verdict, rules and failure.
 
     \b
-    Exit status: 0 every boot clean; 1 any other verdict; 2 usage or input error.
+    SIGINT (Ctrl-C) or SIGTERM stops the sweep at once: the workers are
+    terminated and the report holds the load addresses booted until then.
+
+    \b
+    Exit status: 0 every boot clean; 1 any other verdict; 2 usage or input error;
+                 130 SIGINT, 143 SIGTERM (the results so far are reported).
     """
     from emu.analysis.plot import PlotError, ensure_plotting, plot_sweep
     from emu.analysis.sweep import (
@@ -105,12 +111,17 @@ def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
     show_bar = sys.stderr.isatty() and total >= 32
     results = {}
     started = time.perf_counter()
-    with click.progressbar(length=total, label="booting", file=sys.stderr,
-                           hidden=not show_bar) as bar:
+    # SIGINT and SIGTERM stop the sweep: no boot starts, the workers are
+    # terminated, and the table holds the addresses booted so far.
+    with RunInterrupter() as interrupter, click.progressbar(
+            length=total, label="booting", file=sys.stderr, hidden=not show_bar) as bar:
         for name, program in programs.items():
             results[name] = sweep_program(program, addresses, include_dirs=list(include_dirs),
                                           jobs=workers, progress=bar.update, until=until,
-                                          max_insns=max_insns, layout=name)
+                                          max_insns=max_insns, layout=name,
+                                          stop=interrupter.stop_event)
+            if interrupter.stopped:
+                break
     elapsed = time.perf_counter() - started
     every = [result for rows in results.values() for result in rows]
 
@@ -151,5 +162,8 @@ def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
                    f"{elapsed:.1f} s ({len(every) / max(elapsed, 1e-9):.0f} boots/s)")
         if plot_path is not None:
             click.echo(f"verdicts drawn in {plot_path}")
-    sys.exit(0 if all(r.clean for r in every) else 1)
+    if interrupter.stopped:
+        click.echo(f"bootemu: {interrupter.reason()} after {len(every)} of {total} boot(s); "
+                   "the results hold the load addresses booted before it", err=True)
+    sys.exit(interrupter.exit_status(0 if all(r.clean for r in every) else 1))
 
