@@ -178,6 +178,9 @@ def test_a_cpp_include_of_a_fifo_times_out(tmp_path: Path, fifo: Path) -> None:
     prelude = "import emu.asm.preprocess as p\np.CPP_TIMEOUT_SECONDS = 2.0"
     message = one_line_error(asm(path, timeout=60, prelude=prelude), str(path))
     assert "ran for more than 2 s" in message
+    # cpp's cc1, blocked opening the FIFO, is killed with it (it was left behind).
+    left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert left.stdout == "", left.stdout
 
 
 def test_a_cpp_include_of_dev_zero_is_bounded(tmp_path: Path) -> None:

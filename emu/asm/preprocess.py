@@ -19,12 +19,14 @@ layout headers define).
 from __future__ import annotations
 
 import ast
+import contextlib
 import operator
 import os
 import re
 import resource
 import selectors
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -263,8 +265,35 @@ def _run_cpp(command: list[str], stdin: bytes, display: str,
              rename: Mapping[str, str]) -> tuple[int, bytes, bytes]:
     """Run cpp, killing it past :data:`MAX_PREPROCESSED_BYTES` of output or
     :data:`CPP_TIMEOUT_SECONDS`; its exit status, stdout and (bounded) stderr."""
+    # A session of its own: cpp runs cc1, which is what blocks on a FIFO or
+    # grows; killing the group leaves neither behind.
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, preexec_fn=_limit_cpp_memory)
+                               stderr=subprocess.PIPE, preexec_fn=_limit_cpp_memory,
+                               start_new_session=True)
+    try:
+        return _read_cpp(process, stdin, display, rename)
+    finally:
+        if process.poll() is None or _group_left(process):
+            _kill_group(process)
+
+
+def _group_left(process: subprocess.Popen[bytes]) -> bool:
+    """Whether cpp's process group still has members (its cc1) after cpp ended."""
+    try:
+        os.killpg(process.pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _read_cpp(process: subprocess.Popen[bytes], stdin: bytes, display: str,
+              rename: Mapping[str, str]) -> tuple[int, bytes, bytes]:
     assert process.stdin is not None and process.stdout is not None
     assert process.stderr is not None
     try:
@@ -301,7 +330,7 @@ def _run_cpp(command: list[str], stdin: bytes, display: str,
                     break
                 chunks[descriptor].append(data)
     if problem is not None:
-        process.kill()
+        _kill_group(process)
     returncode = process.wait()
     process.stdout.close()
     process.stderr.close()
