@@ -66,8 +66,10 @@ def check(source: Path, load_address: int | None, defines: tuple[str, ...],
     if plot is not None and plot.suffix.lower().lstrip(".") not in FORMATS:
         raise click.BadParameter(f"{plot}: the picture is written as .png, .svg or .pdf",
                                  param_hint="--plot")
-    image, board = boot.load()
+    # Entered first: a signal that comes while the image loads stops the run
+    # at its start rather than being lost.
     with RunInterrupter(timeout=timeout) as interrupter:
+        image, board = boot.load()
         run = check_image(image, until=until, max_insns=max_insns, board=board,
                           started=interrupter.watch)
     if plot is not None:

@@ -43,21 +43,24 @@ def run_command(source: Path, load_address: int | None, defines: tuple[str, ...]
                  with status 0); 1 it did not; 2 usage or input error;
                  124 --timeout ran out, 130 SIGINT (Ctrl-C), 143 SIGTERM.
     """
-    image, board = boot.load()
-    machine = Machine(image, board)
+    # Entered first: a signal that comes while the image loads stops the run
+    # at its start rather than being lost.
+    with RunInterrupter(timeout=timeout) as interrupter:
+        image, board = boot.load()
+        machine = Machine(image, board)
+        interrupter.watch(machine)
 
-    def echo(_device: str, data: bytes) -> None:
-        # Bytes as the guest wrote them, flushed at once: output as it comes.
-        stream = getattr(sys.stdout, "buffer", None)
-        if stream is None:
-            sys.stdout.write(data.decode(errors="replace"))
-        else:
-            stream.write(data)
-        sys.stdout.flush()
+        def echo(_device: str, data: bytes) -> None:
+            # Bytes as the guest wrote them, flushed at once: output as it comes.
+            stream = getattr(sys.stdout, "buffer", None)
+            if stream is None:
+                sys.stdout.write(data.decode(errors="replace"))
+            else:
+                stream.write(data)
+            sys.stdout.flush()
 
-    if not as_json:
-        machine.console.listeners.append(echo)
-    with RunInterrupter(machine, timeout=timeout) as interrupter:
+        if not as_json:
+            machine.console.listeners.append(echo)
         ran = run_to_target(machine, until, max_insns)
     stop = ran.stop
     # A stop in the failure routine is an arrival there, not at the target.

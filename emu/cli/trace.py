@@ -184,46 +184,55 @@ def trace(source: Path, load_address: int | None, defines: tuple[str, ...],
     if filter_spec is not None and window is not None:
         raise click.UsageError("--filter and --window cannot be combined: each picks the "
                                "instructions shown")
-    image, board = boot.load()
-    ranges = None
-    if filter_spec is not None:
-        try:
-            ranges = parse_filter(filter_spec, image)
-        except ValueError as error:
-            raise click.BadParameter(str(error), param_hint="--filter") from None
-    machine = Machine(image, board)
-    fd = None
-    if log_file is not None:
-        # An OSError names the file: one line and status 2 (input_errors).
-        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    out = _Output(machine, fd)
-
-    layout = "json" if as_json else "pc" if pc_only else "text"
-    tracer: Tracer | TarmacTracer | None = None
-    if tarmac:
-        tracer = TarmacTracer(machine, lambda line: out.write(line + "\n"), memory=memory)
-    elif "exec" in items:
-        tracer = Tracer(machine, out.write, window=window, events=events, layout=layout,
-                        address_filter=ranges)
-    log = None
-    if items - {"exec"}:
-        exec_tracer = tracer if isinstance(tracer, Tracer) else None
-
-        def emit(index: int, item: str, text: str) -> None:
-            line = log_line(index, item, text, as_json)
-            if exec_tracer is not None:
-                exec_tracer.add_detail(index, line)
-            else:
-                out.write(line)
-
-        log = QemuStyleLog(machine, items, emit, ranges)
-    # SIGINT, SIGTERM and --timeout stop the run between translation blocks:
-    # no KeyboardInterrupt unwinds through Unicorn, and no line is left half
-    # written.  A second signal ends the program at once.
-    interrupter = RunInterrupter(machine, timeout=timeout)
+    # First: a signal that comes while the image loads stops the run at its
+    # start rather than being lost.  SIGINT, SIGTERM and --timeout stop the
+    # run between translation blocks: no KeyboardInterrupt unwinds through
+    # Unicorn, and no line is left half written.  A second signal ends the
+    # program at once.
+    interrupter = RunInterrupter(timeout=timeout).__enter__()
     try:
-        with interrupter:
+        image, board = boot.load()
+        ranges = None
+        if filter_spec is not None:
+            try:
+                ranges = parse_filter(filter_spec, image)
+            except ValueError as error:
+                raise click.BadParameter(str(error), param_hint="--filter") from None
+        machine = Machine(image, board)
+        fd = None
+        if log_file is not None:
+            # An OSError names the file: one line and status 2 (input_errors).
+            fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        out = _Output(machine, fd)
+
+        layout = "json" if as_json else "pc" if pc_only else "text"
+        tracer: Tracer | TarmacTracer | None = None
+        if tarmac:
+            tracer = TarmacTracer(machine, lambda line: out.write(line + "\n"), memory=memory)
+        elif "exec" in items:
+            tracer = Tracer(machine, out.write, window=window, events=events, layout=layout,
+                            address_filter=ranges)
+        log = None
+        if items - {"exec"}:
+            exec_tracer = tracer if isinstance(tracer, Tracer) else None
+
+            def emit(index: int, item: str, text: str) -> None:
+                line = log_line(index, item, text, as_json)
+                if exec_tracer is not None:
+                    exec_tracer.add_detail(index, line)
+                else:
+                    out.write(line)
+
+            log = QemuStyleLog(machine, items, emit, ranges)
+        interrupter.watch(machine)
+    except BaseException:
+        interrupter.__exit__(None, None, None)
+        raise
+    try:
+        try:
             ran = run_to_target(machine, until, max_insns)
+        finally:
+            interrupter.__exit__(None, None, None)
         stop = ran.stop
         if isinstance(tracer, TarmacTracer):
             tracer.finish()
