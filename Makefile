@@ -59,9 +59,12 @@ bench: setup tools
 	$(PY) bench/bench_debug.py
 	$(PY) bench/bench_trace.py
 
-# The walker against QEMU's own, 25 times the suite's examples (minutes).
+# The walker against QEMU's own, 25 times the suite's examples (minutes), then
+# 1,200 hostile inputs (sources, images, options, random code, corrupted page
+# tables) against the one-line-error promise, the table in bench/FUZZ.md.
 fuzz: setup
 	BOOTEMU_FUZZ_EXAMPLES=25 $(PY) -m pytest tests/test_walk_oracle.py -q -s -p no:cacheprovider
+	$(PY) bench/fuzz_inputs.py --cases 1200 --jobs 2 --out bench/FUZZ.md
 
 lint: setup
 	$(VENV)/bin/ruff check emu tests bench bootemu examples
