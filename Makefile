@@ -58,6 +58,7 @@ bench: setup tools
 	$(PY) bench/bench_fill.py
 	$(PY) bench/bench_debug.py
 	$(PY) bench/bench_trace.py
+	$(PY) bench/bench_idle.py
 
 # The walker against QEMU's own, 25 times the suite's examples (minutes), then
 # 1,200 hostile inputs (sources, images, options, random code, corrupted page

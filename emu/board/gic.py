@@ -194,6 +194,9 @@ class Gic:
         # Distributor (reset values: QEMU's arm_gic_common_reset).
         self.dist_ctlr = 0
         self.enabled = [irq < SGI_COUNT for irq in range(n)]  # SGIs always enabled
+        # The same, as the IDs: the search for the highest pending interrupt
+        # runs at every stop of an idle loop, and most of the 288 are disabled.
+        self._enabled_ids = {irq for irq in range(n) if self.enabled[irq]}
         self.latched = [False] * n
         self.active = [False] * n
         self.level = [False] * n
@@ -393,6 +396,10 @@ class Gic:
             # be disabled is IMPLEMENTATION DEFINED: QEMU's cannot.
             if irq >= SGI_COUNT:
                 self.enabled[irq] = bank == 1
+                if bank == 1:
+                    self._enabled_ids.add(irq)
+                else:
+                    self._enabled_ids.discard(irq)
         elif bank in (3, 4):
             # GICD_ISPENDRn / ICPENDRn (GIC 4.3.7/4.3.8) set and clear the latch
             # only: a level-sensitive interrupt whose line is high stays
@@ -505,8 +512,8 @@ class Gic:
             return self._forwarded
         best, best_priority = None, IDLE_PRIORITY
         if self.dist_ctlr:
-            for irq in range(NUM_IRQS):
-                if (self.enabled[irq] and not self.active[irq]
+            for irq in sorted(self._enabled_ids):
+                if (not self.active[irq]
                         and self.dist_ctlr & (1 << self.group[irq])
                         and self.priority[irq] < best_priority and self.is_pending(irq)):
                     best, best_priority = irq, self.priority[irq]

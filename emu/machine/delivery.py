@@ -134,4 +134,8 @@ class ExceptionDelivery:
         if taken.from_el != el:
             uc.reg_write(a64.UC_ARM64_REG_SP, target_sp)
         uc.reg_write(a64.UC_ARM64_REG_PC, taken.vector)
-        self._machine.schedule_flush()
+        if taken.from_el != el:
+            # The translation regime follows the EL; taken to the same EL
+            # (an IRQ in an EL2 idle loop) it stays, and so do the TLB's
+            # entries: the model has no PSTATE.PAN to change their permissions.
+            self._machine.schedule_flush()
