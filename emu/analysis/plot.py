@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from emu.analysis.layout import check_layout, va_map
+from emu.analysis.clashes import ClashAnalysis, ClashKind
+from emu.analysis.layout import SlotRange, check_layout, va_map
 from emu.analysis.sweep import CLEAN, SweepResult, verdict_runs
 from emu.image.layout import SLOT_COUNT, SLOT_SHIFT, Layout
 
@@ -129,24 +130,45 @@ def _size_text(size: int) -> str:
     return f"{size:#x} bytes"
 
 
-def plot_layout(layout: Layout, path: str | Path) -> Path:
+_OUTCOME_COLOURS = {ClashKind.FITS: "#2ca02c", ClashKind.CLASH: "#d62728",
+                    ClashKind.BEYOND_PA: "#7f7f7f"}
+
+
+def _split_at_outcomes(columns: list[SlotRange], clashes: ClashAnalysis) -> list[SlotRange]:
+    """The slot map's columns, split where the load addresses' outcome changes."""
+    cuts = {load_range.start >> SLOT_SHIFT for load_range in clashes.ranges}
+    out = []
+    for column in columns:
+        first = column.first
+        for cut in sorted(c for c in cuts if column.first < c <= column.last):
+            out.append(SlotRange(first, cut - 1, column.regions, column.identity))
+            first = cut
+        out.append(SlotRange(first, column.last, column.regions, column.identity))
+    return out
+
+
+def plot_layout(layout: Layout, path: str | Path, clashes: ClashAnalysis | None = None) -> Path:
     """Write a PNG of a layout's level-0 slot map: identity area, regions, clashes.
 
     The columns are the entries of :func:`emu.image.layout.va_map` (runs of slots
     with the same contents, free runs collapsed), all of one width, so that a
     2 MiB region in slot 1 is as visible as the 5 TiB direct map.  One row per
-    static region, red where it lies in the identity area.
+    static region, red where it lies in the identity area.  With ``clashes``, a
+    last row says what an image loaded at the physical addresses of each
+    column gets: a slot of its own, an identity clash, or beyond the PA range.
     """
     pyplot = _pyplot()
     from matplotlib.patches import Patch
 
     columns = va_map(layout)
+    if clashes is not None:
+        columns = _split_at_outcomes(columns, clashes)
     column_of = {slot: index for index, entry in enumerate(columns)
                  for slot in range(entry.first, entry.last + 1)}
     problems = {name for problem in check_layout(layout) for name in problem.regions}
     regions = list(layout.regions)
     figure, axes = pyplot.subplots(figsize=(max(8, 1.45 * len(columns) + 2),
-                                            1.9 + 0.6 * len(regions)))
+                                            1.9 + 0.6 * (len(regions) + (clashes is not None))))
     for index, entry in enumerate(columns):
         if entry.identity:
             axes.axvspan(index, index + 1, color="#2ca02c", alpha=0.18, linewidth=0)
@@ -166,9 +188,17 @@ def plot_layout(layout: Layout, path: str | Path) -> Path:
                      + f"\n{e.start:#x}" for e in columns], fontsize=7.5)
     for index in range(1, len(columns)):
         axes.axvline(index, color="#cccccc", linewidth=0.8)
+    rows = [r.name for r in regions]
+    if clashes is not None:
+        row = len(rows)
+        rows.append("load here")
+        for index, column in enumerate(columns):
+            kind = clashes.outcome(column.start).kind
+            axes.broken_barh([(index + 0.06, 0.88)], (row - 0.38, 0.76),
+                             facecolors=_OUTCOME_COLOURS[kind])
     axes.set_xlim(0, len(columns))
-    axes.set_yticks(range(len(regions)), [r.name for r in regions])
-    axes.set_ylim(len(regions) - 0.5, -0.5)
+    axes.set_yticks(range(len(rows)), rows)
+    axes.set_ylim(len(rows) - 0.5, -0.5)
     axes.set_xlabel(f"level-0 slots ({1 << (SLOT_SHIFT - 30)} GiB of VA each; runs of "
                     "equal slots collapsed)")
     area = ("none" if not layout.identity_slots else "slot 0" if layout.identity_slots == 1
@@ -179,8 +209,13 @@ def plot_layout(layout: Layout, path: str | Path) -> Path:
                Patch(color="#d62728", label="region in the identity area")]
     if any(not r.first_slot < layout.identity_slots and r.name in problems for r in regions):
         handles.append(Patch(color="#ff7f0e", label="region with another problem"))
+    if clashes is not None:
+        handles += [Patch(color=_OUTCOME_COLOURS[ClashKind.FITS], label="load: fits"),
+                    Patch(color=_OUTCOME_COLOURS[ClashKind.CLASH], label="load: identity clash"),
+                    Patch(color=_OUTCOME_COLOURS[ClashKind.BEYOND_PA],
+                          label=f"load: beyond {clashes.pa_bits}-bit PA")]
     axes.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.32),
-                ncol=len(handles), frameon=False, fontsize=8)
+                ncol=min(len(handles), 4), frameon=False, fontsize=8)
     figure.tight_layout()
     target = Path(path)
     figure.savefig(target, dpi=110)

@@ -18,7 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, Uc
 from unicorn import arm64_const as a64
+
+from emu.arch.fields import pa_range_bits
+from emu.arch.sysregs import sysreg_encoding
 
 # Unicorn's model for each CPU name a board may have (Board.cpu, QEMU's -cpu).
 UNICORN_MODELS = {
@@ -56,3 +60,12 @@ class IdRegisters:
 
     def write(self, name: str, value: int) -> None:
         """MSR to an ID register: they are read-only; the write is ignored."""
+
+
+def cpu_pa_bits(model: str) -> int:
+    """The physical address size, in bits, that the CPU model advertises in
+    ID_AA64MMFR0_EL1.PARange (DDI 0487 D17.2.65): 44 for the Cortex-A72 and
+    A57, 40 for the A53.  Read from Unicorn's model itself."""
+    op0, op1, crn, crm, op2 = sysreg_encoding("ID_AA64MMFR0_EL1")
+    uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM, UNICORN_MODELS[model])
+    return pa_range_bits(uc.reg_read(a64.UC_ARM64_REG_CP_REG, (crn, crm, op0, op1, op2)))

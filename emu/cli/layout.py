@@ -8,8 +8,11 @@ from pathlib import Path
 
 import click
 
+from emu.analysis.clashes import ClashAnalysis, ClashKind, clash_ranges
 from emu.analysis.layout import check_layout, get_preset, va_map
 from emu.asm.assembler import assemble_file
+from emu.board.board import CPU_MODELS
+from emu.board.cpu import cpu_pa_bits
 from emu.cli.options import (
     BUNDLED_SOURCE,
     define_option,
@@ -19,7 +22,9 @@ from emu.cli.options import (
     one_line_error,
     parse_defines,
 )
+from emu.image.boot_image import ImageError
 from emu.image.layout import LayoutError, layout_from_macros
+from emu.image.program import image_from_program
 
 # emu.analysis.plot is imported inside the command, so that the other commands do not
 # pay for it.
@@ -42,13 +47,25 @@ def _size_text(size: int) -> str:
 @click.option("--identity-slots", type=click.IntRange(0, 512), default=None, metavar="N",
               help="Level-0 slots kept free for identity maps [default: the preset's, else "
                    "the source's IDENTITY_MAPPING_AREA_NR_L0, else 1].")
+@click.option("--clashes", is_flag=True,
+              help="Also say, for every load address of the CPU's physical address space "
+                   "(2 MiB steps), whether the image's identity map clashes with a static "
+                   "region, as exact ranges: what a sweep of every address would find, "
+                   "computed from the layout alone.")
+@click.option("--cpu", type=click.Choice(CPU_MODELS), default=CPU_MODELS[0], show_default=True,
+              help="With --clashes: the CPU whose physical address size bounds the loads "
+                   "(44 bits for the A72 and A57, 40 for the A53).")
+@click.option("--image-size", "image_size_text", metavar="SIZE",
+              help="With --clashes: bytes the identity map must cover from the load address "
+                   "(K/M/G suffixes allowed) [default: the assembled image's size].")
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
-              metavar="FILE.png", help="Also draw the level-0 slot map (needs matplotlib).")
+              metavar="FILE.png", help="Also draw the level-0 slot map (needs matplotlib); "
+                                       "with --clashes, the load addresses' outcomes too.")
 @input_errors
 def layout(source: Path, defines: tuple[str, ...], include_dirs: tuple[Path, ...],
-           layout_names: str | None, identity_slots: int | None, as_json: bool,
-           plot_path: Path | None) -> None:
+           layout_names: str | None, identity_slots: int | None, clashes: bool, cpu: str,
+           image_size_text: str | None, as_json: bool, plot_path: Path | None) -> None:
     """Show SOURCE's static virtual regions, what is wrong with them, and the slot map.
 
     The regions are read from the source's STATIC_REGIONS(X) macro (or its
@@ -58,10 +75,26 @@ def layout(source: Path, defines: tuple[str, ...], include_dirs: tuple[Path, ...
     identity-mapped), overlapping regions, start or size not 2 MiB aligned,
     regions beyond the 48-bit VA space.
 
+    With --clashes, the load addresses too, as exact ranges over the whole
+    64-bit space: where the identity map of the image gets a level-0 slot of
+    its own, where it would share one with a static region (identity-clash),
+    and where the image would end past the CPU's physical address size
+    (beyond-pa-range); then what holds wherever the image is loaded (the
+    image linked inside the identity area, layout problems).
+
+    \b
+    Examples:
+      bootemu layout --layout rework-2t --clashes
+      bootemu layout --layout rework-10t --clashes --json
+
     \b
     Exit status: 0 no problem; 1 problems found; 2 usage or input error.
     """
     from emu.analysis.plot import PlotError, plot_layout
+    from emu.analysis.sweep import SweepError, parse_size
+
+    if image_size_text is not None and not clashes:
+        raise one_line_error("--image-size goes with --clashes")
 
     try:
         preset = get_preset(layout_names) if layout_names else None
@@ -75,16 +108,32 @@ def layout(source: Path, defines: tuple[str, ...], include_dirs: tuple[Path, ...
         raise one_line_error(f"{source}: {err}") from None
     problems = check_layout(result)
     slot_map = va_map(result)
+    analysis = None
+    if clashes:
+        try:
+            image = image_from_program(program, 0x4000_0000, include_dirs=list(include_dirs))
+            image_size = (image.memory_size if image_size_text is None
+                          else parse_size(image_size_text))
+        except (ImageError, SweepError) as err:
+            raise one_line_error(f"--image-size: {err}" if isinstance(err, SweepError)
+                                 else f"{source}: {err}") from None
+        if not 0 < image_size < 1 << 64:
+            raise one_line_error(f"--image-size: {image_size:#x} is not a size below 2^64")
+        analysis = clash_ranges(result, image_size=image_size, pa_bits=cpu_pa_bits(cpu),
+                                link_address=image.link_address)
     if plot_path is not None:
         try:
-            plot_layout(result, plot_path)
+            plot_layout(result, plot_path, clashes=analysis)
         except PlotError as err:
             raise one_line_error(str(err)) from None
 
     if as_json:
-        click.echo(json.dumps({**result.to_dict(), "source": str(source),
-                               "problems": [p.to_dict() for p in problems],
-                               "slots": [s.to_dict() for s in slot_map]}, indent=2))
+        document = {**result.to_dict(), "source": str(source),
+                    "problems": [p.to_dict() for p in problems],
+                    "slots": [s.to_dict() for s in slot_map]}
+        if analysis is not None:
+            document["clashes"] = {**analysis.to_dict(), "cpu": cpu}
+        click.echo(json.dumps(document, indent=2))
     else:
         identity = (f"level-0 slots 0-{result.identity_slots - 1} "
                     f"([0, {result.identity_limit:#x}))" if result.identity_slots else "none")
@@ -107,7 +156,33 @@ def layout(source: Path, defines: tuple[str, ...], include_dirs: tuple[Path, ...
                           else f"{entry.first}-{entry.last}")
             click.echo(f"  {slots_text:<8} {entry.start:#018x} - {entry.end - 1:#018x}  "
                        f"{entry.describe()}")
+        if analysis is not None:
+            _echo_clashes(analysis, cpu)
         if plot_path is not None:
             click.echo(f"\nslot map drawn in {plot_path}")
     sys.exit(1 if problems else 0)
+
+
+def _echo_clashes(analysis: ClashAnalysis, cpu: str) -> None:
+    click.echo(f"\nLoad addresses ({_size_text(analysis.align)} steps; the identity map "
+               f"covers the image's {analysis.image_size:#x} bytes; {cpu}: "
+               f"{analysis.pa_bits}-bit physical addresses)")
+    for load_range in analysis.ranges:
+        span = f"{load_range.start:#018x} - {load_range.end - 1:#018x}"
+        if load_range.kind is ClashKind.CLASH:
+            assert load_range.slots is not None
+            first, last = load_range.slots
+            slots = f"slot {first}" if first == last else f"slots {first}-{last}"
+            what = (f"identity-clash: the identity map would share level-0 {slots} with "
+                    f"{', '.join(load_range.regions)}")
+        elif load_range.kind is ClashKind.BEYOND_PA:
+            what = (f"beyond-pa-range: the image would end past 2^{analysis.pa_bits}")
+        else:
+            what = "fits: the identity map gets a level-0 slot of its own"
+        click.echo(f"  {span}  {_size_text(load_range.size):>10}  {what}")
+    click.echo("\nWherever the image is loaded")
+    for finding in analysis.layout_findings:
+        click.echo(f"  {finding}")
+    if not analysis.layout_findings:
+        click.echo("  nothing: the layout itself is sound")
 
