@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +17,15 @@ from pathlib import Path
 import pytest
 from conftest import HEAD_S, REPO
 
+from emu.analysis.clashes import ClashKind, clash_ranges
 from emu.analysis.corpus import load_defects, materialize
-from emu.analysis.layout import LAYOUT_PRESETS
+from emu.analysis.layout import LAYOUT_PRESETS, preset_layout
 from emu.analysis.sweep import (
     LOAD_ADDRESS_PRESETS,
     MAX_ADDRESSES,
     SweepError,
     SweepResult,
+    layout_wide_rules,
     parse_load_addresses,
     parse_size,
     sweep,
@@ -125,6 +128,28 @@ def test_pre_rework_clashes_for_every_load_below_512_gib(layout_sweeps) -> None:
     assert results[0x4000_0000].layout == "pre-rework"
 
 
+def test_pre_rework_reports_layout_slot0_once_and_each_address_apart(layout_sweeps) -> None:
+    # layout-slot0 judges the link address (0x200000, slot 0: inside the
+    # identity area) alone, so it fires everywhere; what sets addresses apart
+    # is the identity clash below 512 GiB.
+    results = sorted(layout_sweeps["pre-rework"].values(), key=lambda r: r.load_address)
+    assert layout_wide_rules(results) == (SLOT0,)
+    assert {r.layout_rules for r in results} == {(SLOT0,)}
+    runs = verdict_runs(results, per_address=True)
+    assert [(r.first, r.last, r.count, r.outcome) for r in runs] == [
+        (0, SLOT - 512 * MIB, 1024, f"{FINDINGS} ({CLASH})"),
+        (SLOT, 2 * TIB - 512 * MIB, 3072, "clean"),
+    ]
+
+
+@pytest.mark.parametrize("name", ["pre-rework", "rework-512g", "rework-10t"])
+def test_the_exact_clash_ranges_agree_with_every_boot(layout_sweeps, name: str) -> None:
+    analysis = clash_ranges(preset_layout(name), pa_bits=44)
+    for address, result in layout_sweeps[name].items():
+        expected = analysis.outcome(address).kind is ClashKind.CLASH
+        assert clashes(result) == expected, f"{name} at {address:#x}: {result.outcome}"
+
+
 def test_rework_512g_clashes_exactly_in_slot_1(layout_sweeps) -> None:
     results = layout_sweeps["rework-512g"]
     clashing = sorted(a for a, r in results.items() if r.rules == (CLASH,))
@@ -219,6 +244,16 @@ def test_cli_layouts_and_clash_exit_1() -> None:
     assert "verdicts: clean 8" in result.stdout  # rework-10t
 
 
+def test_cli_reports_a_layout_wide_finding_once() -> None:
+    result = bootemu("sweep", "--load-addresses", "0:2T:512G", "--layout", "pre-rework")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert sum("layout-wide" in line for line in lines) == 1
+    assert f"layout-wide, at every load address booted: [{SLOT0}]" in result.stdout
+    assert re.search(r"0x8000000000 - 0x18000000000 +3 boot\(s\)  clean", result.stdout)
+    assert "verdicts: findings 4" in result.stdout  # check's own verdict is unchanged
+
+
 def test_cli_json() -> None:
     result = bootemu("sweep", "--load-addresses", "qemu-virt,slot1", "--json")
     assert result.returncode == 1
@@ -227,7 +262,7 @@ def test_cli_json() -> None:
     assert rows[0]["load_address"] == 0x4000_0000 and rows[0]["verdict"] == "clean"
     assert {(row["verdict"], tuple(row["rules"])) for row in rows[1:]} == {(FINDINGS, (CLASH,))}
     assert {"load_address", "verdict", "failure_code", "failure_name", "executed",
-            "message", "layout", "rules"} <= set(rows[0])
+            "message", "layout", "rules", "layout_rules", "address_verdict"} <= set(rows[0])
 
 
 def test_cli_csv() -> None:

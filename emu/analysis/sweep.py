@@ -26,6 +26,7 @@ from pathlib import Path
 
 from emu.asm.assembler import assemble_file
 from emu.asm.program import Program
+from emu.checks import ALL_CHECKS
 from emu.checks.run import DEFAULT_LOAD_ADDRESS, DEFAULT_TARGET, CheckRun, check_image
 from emu.checks.verdict import BEYOND_PA_RANGE, BOOT_FAILED, CLEAN, ERROR, FINDINGS, INCOMPLETE
 from emu.image.boot_image import ImageError
@@ -41,12 +42,14 @@ __all__ = [
     "ERROR",
     "FINDINGS",
     "INCOMPLETE",
+    "LAYOUT_WIDE_RULES",
     "LOAD_ADDRESS_PRESETS",
     "AddressPreset",
     "SweepError",
     "SweepResult",
     "VerdictRun",
     "cpu_pa_bits",
+    "layout_wide_rules",
     "parse_load_addresses",
     "parse_size",
     "sweep",
@@ -181,6 +184,13 @@ def parse_load_addresses(text: str) -> list[int]:
 # --------------------------------------------------------------------------
 # Results
 
+# The rules that judge the layout and the link address alone (the image
+# linked inside the identity area): whatever the load address, they fire or
+# they do not, so a sweep reports them once, apart from each address's own
+# outcome.
+LAYOUT_WIDE_RULES: frozenset[str] = frozenset(
+    check.rule_id for check in ALL_CHECKS if check.layout_wide)
+
 
 @dataclass(frozen=True)
 class SweepResult:
@@ -200,21 +210,51 @@ class SweepResult:
     failure_name: str | None = None
     rules: tuple[str, ...] = ()
     layout: str | None = None
+    arrived: bool = False  # the boot reached its target
 
     @property
     def clean(self) -> bool:
         return self.verdict == CLEAN
 
     @property
+    def layout_rules(self) -> tuple[str, ...]:
+        """The rules that fired which judge the layout, not this load address."""
+        return tuple(rule for rule in self.rules if rule in LAYOUT_WIDE_RULES)
+
+    @property
+    def address_rules(self) -> tuple[str, ...]:
+        """The rules that fired because of this load address."""
+        return tuple(rule for rule in self.rules if rule not in LAYOUT_WIDE_RULES)
+
+    @property
+    def address_verdict(self) -> str:
+        """The verdict this load address would get if the layout-wide rules
+        had not fired: check's precedence (findings, boot-failed, incomplete,
+        clean) over :attr:`address_rules` alone."""
+        if self.verdict != FINDINGS or self.address_rules:
+            return self.verdict
+        if self.failure_code is not None:
+            return BOOT_FAILED
+        return CLEAN if self.arrived else INCOMPLETE
+
+    @property
+    def address_outcome(self) -> str:
+        """:attr:`outcome` for :attr:`address_verdict` and :attr:`address_rules`."""
+        return self._outcome(self.address_verdict, self.address_rules)
+
+    @property
     def outcome(self) -> str:
         """The verdict with what sets boots of that verdict apart:
         ``findings (identity-clash, layout-slot0)``, ``boot-failed
         (BOOT_ERR_MISALIGNED)``, else the verdict alone."""
-        if self.verdict == FINDINGS:
-            return f"{FINDINGS} ({', '.join(self.rules)})"
-        if self.verdict == BOOT_FAILED:
+        return self._outcome(self.verdict, self.rules)
+
+    def _outcome(self, verdict: str, rules: tuple[str, ...]) -> str:
+        if verdict == FINDINGS:
+            return f"{FINDINGS} ({', '.join(rules)})"
+        if verdict == BOOT_FAILED:
             return f"{BOOT_FAILED} ({self.failure_name or f'code {self.failure_code}'})"
-        return self.verdict
+        return verdict
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -224,6 +264,8 @@ class SweepResult:
             "failure_code": self.failure_code,
             "failure_name": self.failure_name,
             "rules": list(self.rules),
+            "layout_rules": list(self.layout_rules),
+            "address_verdict": self.address_verdict,
             "executed": self.executed,
             "message": self.message,
         }
@@ -237,7 +279,13 @@ def result_of(run: CheckRun, load_address: int, layout: str | None = None) -> Sw
         # Kept whatever the verdict: a rule (identity-clash) may explain the failure.
         code = run.failure.code
         name = run.failure.meaning.name if run.failure.meaning else None
-    if run.findings:
+    # The message says what is particular to this address when anything is.
+    own = [finding for finding in run.findings if finding.rule not in LAYOUT_WIDE_RULES]
+    if own:
+        message = own[0].message
+    elif run.failure is not None:
+        message = run.failure.describe()
+    elif run.findings:
         message = run.findings[0].message
     elif run.failure is not None:
         message = run.failure.describe()
@@ -245,7 +293,7 @@ def result_of(run: CheckRun, load_address: int, layout: str | None = None) -> Sw
         message = run.stop.message
     return SweepResult(load_address=load_address, verdict=run.verdict, executed=run.executed,
                        message=message, failure_code=code, failure_name=name, rules=rules,
-                       layout=layout)
+                       layout=layout, arrived=run.arrived)
 
 
 @dataclass(frozen=True)
@@ -260,18 +308,36 @@ class VerdictRun:
     outcome: str = ""
 
 
-def verdict_runs(results: Iterable[SweepResult]) -> list[VerdictRun]:
-    """Group consecutive results that share an outcome (sort the results by address first)."""
+def verdict_runs(results: Iterable[SweepResult], *, per_address: bool = False
+                 ) -> list[VerdictRun]:
+    """Group consecutive results that share an outcome (sort the results by address first).
+
+    ``per_address`` groups by :attr:`SweepResult.address_outcome`: what the
+    load address itself gets, the layout-wide rules left aside.
+    """
     runs: list[VerdictRun] = []
     for result in results:
-        if runs and runs[-1].outcome == result.outcome:
+        verdict, outcome = ((result.address_verdict, result.address_outcome) if per_address
+                            else (result.verdict, result.outcome))
+        if runs and runs[-1].outcome == outcome:
             last = runs[-1]
             runs[-1] = VerdictRun(last.first, result.load_address, last.count + 1, last.verdict,
                                   last.outcome)
         else:
-            runs.append(VerdictRun(result.load_address, result.load_address, 1, result.verdict,
-                                   result.outcome))
+            runs.append(VerdictRun(result.load_address, result.load_address, 1, verdict,
+                                   outcome))
     return runs
+
+
+def layout_wide_rules(results: Sequence[SweepResult]) -> tuple[str, ...]:
+    """The layout-wide rules that fired at every boot that ran (none when no boot ran)."""
+    booted = [result for result in results if result.verdict not in (BEYOND_PA_RANGE, ERROR)]
+    if not booted:
+        return ()
+    common = set(booted[0].layout_rules)
+    for result in booted[1:]:
+        common &= set(result.layout_rules)
+    return tuple(sorted(common))
 
 
 def verdict_counts(results: Iterable[SweepResult]) -> dict[str, int]:

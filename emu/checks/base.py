@@ -91,6 +91,9 @@ class Check(MachineObserver):
     rule_id: ClassVar[str]
     title: ClassVar[str]
     explanation: ClassVar[str]
+    # Judges the image's layout and link address alone: fires at every load
+    # address of a sweep or at none, so a sweep reports it once.
+    layout_wide: ClassVar[bool] = False
 
     def __init__(self, context: CheckContext) -> None:
         self.context = context

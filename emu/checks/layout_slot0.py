@@ -11,6 +11,7 @@ from emu.machine.stop import Stop
 
 class LayoutSlot0(Check):
     rule_id = "layout-slot0"
+    layout_wide = True
     title = "Image linked inside the identity area"
     explanation = (
         "The image's virtual start lies in level-0 slot 0 (or, for a layout that keeps the "

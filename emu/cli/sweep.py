@@ -65,8 +65,11 @@ def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
     failure code's name beside it), `incomplete`; or, for a load address not
     booted, `beyond-pa-range` (the image would not be below the CPU's 44-bit
     physical address size) or `error`.  With several --layout presets, SOURCE
-    is swept once per preset.  The text report groups consecutive addresses
-    with the same verdict, rules and failure.
+    is swept once per preset.  The text report says first which layout-wide
+    rules fired at every address (layout-slot0: the image linked inside the
+    identity area), then groups consecutive addresses with the same outcome
+    of their own (verdict, rules and failure, those rules left aside).
+    `bootemu layout --clashes` gives the same answer from the layout alone.
 
     \b
     SIGINT (Ctrl-C) or SIGTERM stops the sweep at once: the workers are
@@ -81,11 +84,13 @@ def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
         CLEAN,
         SweepError,
         default_jobs,
+        layout_wide_rules,
         parse_load_addresses,
         sweep_program,
         verdict_counts,
         verdict_runs,
     )
+    from emu.checks import ALL_CHECKS
 
     if as_json and as_csv:
         raise one_line_error("--json and --csv: choose one")
@@ -137,17 +142,23 @@ def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
     elif as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(["layout", "load_address", "verdict", "failure_code", "failure_name",
-                         "rules", "executed", "message"])
+                         "rules", "executed", "message", "layout_rules", "address_verdict"])
         for r in every:
             writer.writerow([r.layout or "", f"{r.load_address:#x}", r.verdict,
                              "" if r.failure_code is None else r.failure_code,
-                             r.failure_name or "", "+".join(r.rules), r.executed, r.message])
+                             r.failure_name or "", "+".join(r.rules), r.executed, r.message,
+                             "+".join(r.layout_rules), r.address_verdict])
     else:
         width = max(len(f"{a:#x}") for a in addresses)
         for name, rows in results.items():
             title = f"layout {name}" if name else "as assembled"
             click.echo(f"sweep {source} ({title}): {len(rows)} load address(es)")
-            for run in verdict_runs(rows):
+            # What the layout gets wrong wherever the image loads, once; then
+            # what each load address gets apart from that.
+            for rule in layout_wide_rules(rows):
+                title_of = next(c.title for c in ALL_CHECKS if c.rule_id == rule)
+                click.echo(f"  layout-wide, at every load address booted: [{rule}] {title_of}")
+            for run in verdict_runs(rows, per_address=True):
                 span = (f"{run.first:#x}" if run.first == run.last
                         else f"{run.first:#x} - {run.last:#x}")
                 click.echo(f"  {span:<{2 * width + 3}}  {run.count:>6} boot(s)  {run.outcome}")
