@@ -90,6 +90,7 @@ def _runs(sources: dict[str, Path]) -> dict[str, tuple[str, ...]]:
         "asm": ("asm", head, "--json"),
         "layout": ("layout", head, "--json"),
         "layout-problems": ("layout", head, "--layout", "pre-rework", "--json"),
+        "layout-clashes": ("layout", head, "--layout", "rework-512g", "--clashes", "--json"),
         "walk": ("walk", "0x8000200000", head, "--json"),
         "walk-fault": ("walk", "0x123400000000", head, "--json"),
         "rules": ("rules", "--json"),
@@ -212,13 +213,16 @@ def test_sweep_json_validates(out, name: str) -> None:
 
 
 @pytest.mark.parametrize(("schema", "name"), [
-    ("asm", "asm"), ("layout", "layout"), ("layout", "layout-problems"), ("walk", "walk"),
+    ("asm", "asm"), ("layout", "layout"), ("layout", "layout-problems"),
+    ("layout", "layout-clashes"), ("walk", "walk"),
     ("walk", "walk-fault"), ("rules", "rules")])
 def test_the_other_json_outputs_validate(out, schema: str, name: str) -> None:
     document = _json(out, name)
     _valid(schema, document)
     if name == "layout-problems":
         assert document["problems"]
+    if name == "layout-clashes":
+        assert [r["kind"] for r in document["clashes"]["ranges"]].count("identity-clash") == 2
     if name == "walk-fault":
         assert document["result"] == "fault"
 

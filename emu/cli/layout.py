@@ -163,6 +163,18 @@ def layout(source: Path, defines: tuple[str, ...], include_dirs: tuple[Path, ...
     sys.exit(1 if problems else 0)
 
 
+def _range_size(start: int, end: int) -> str:
+    """A range's size for the eye: exact in a binary unit, else in TiB to 0.1,
+    and "to 2^64" for the last range."""
+    if end == 1 << 64:
+        return "to 2^64"
+    size = end - start
+    exact = _size_text(size)
+    if size < 1 << 40 or exact.endswith("TiB"):
+        return exact
+    return f"{size / (1 << 40):.1f} TiB"
+
+
 def _echo_clashes(analysis: ClashAnalysis, cpu: str) -> None:
     click.echo(f"\nLoad addresses ({_size_text(analysis.align)} steps; the identity map "
                f"covers the image's {analysis.image_size:#x} bytes; {cpu}: "
@@ -179,7 +191,7 @@ def _echo_clashes(analysis: ClashAnalysis, cpu: str) -> None:
             what = (f"beyond-pa-range: the image would end past 2^{analysis.pa_bits}")
         else:
             what = "fits: the identity map gets a level-0 slot of its own"
-        click.echo(f"  {span}  {_size_text(load_range.size):>10}  {what}")
+        click.echo(f"  {span}  {_range_size(load_range.start, load_range.end):>10}  {what}")
     click.echo("\nWherever the image is loaded")
     for finding in analysis.layout_findings:
         click.echo(f"  {finding}")
