@@ -14,10 +14,16 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
-from emu.asm.files import MAX_IMAGE_FILE_BYTES, MAX_SOURCE_BYTES
+from emu.asm.files import MAX_IMAGE_FILE_BYTES, MAX_SOURCE_BYTES, FileRefused, read_limited
+from emu.checks import identity_clash
+from emu.checks.base import CheckContext
+from emu.image.layout import Layout, Region
+from emu.machine.stop import Stop
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY_LIMIT = 2 << 30
@@ -307,3 +313,130 @@ def test_an_elf_entry_that_is_not_4_aligned_stops_at_once(tmp_path: Path) -> Non
     assert result.returncode == 1, result.stderr
     assert "PC alignment fault: the PC 0x40000401 is not a multiple of 4" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# 12. Found by the fuzzer (bench/FUZZ.md; tests/test_fuzz_inputs.py) ---------
+
+
+def test_a_small_file_is_read_without_a_buffer_the_size_of_the_limit(tmp_path: Path) -> None:
+    """Bug 1: read_limited asked for ``limit + 1`` bytes at once, a 1 GiB buffer for
+    any image; with a 1 TiB limit that is a MemoryError at once."""
+    path = tmp_path / "blob"
+    path.write_bytes(b"\x1f\x20\x03\xd5")
+    assert read_limited(path, 1 << 40) == b"\x1f\x20\x03\xd5"
+    data = os.urandom(3 << 20) + b"tail"  # more than one 1 MiB chunk
+    path.write_bytes(data)
+    assert read_limited(path, 1 << 40) == data
+    with pytest.raises(FileRefused, match="more than the 3 MiB"):
+        read_limited(path, 3 << 20)
+
+
+def test_a_proc_file_of_size_0_is_read_whole() -> None:
+    """/proc's files say they are 0 bytes long: read in chunks up to their end."""
+    assert b"\nPid:" in read_limited("/proc/self/status", 1 << 20)
+
+
+def test_nested_rept_is_refused_at_its_line_before_expanding(tmp_path: Path) -> None:
+    """Bug 2: nested .rept 1000 x3 was expanded to the 2,000,000-statement cap (1.1 GiB,
+    ~45 s) before it was refused; now the product of the counts is refused first."""
+    path = source(tmp_path, ".text\n.rept 1000\n.rept 1000\n.rept 1000\nnop\n.endr\n.endr\n"
+                            ".endr\n")
+    message = one_line_error(asm(path, timeout=30), f"{path}:2:", ".rept 1000")
+    assert "more than 2000000 statements" in message
+    # Through a macro too: the repetitions of its body count.
+    path = source(tmp_path, ".text\n.macro block\n.rept 1000\n.rept 1000\nnop\n.endr\n.endr\n"
+                            ".endm\n.rept 10\nblock\n.endr\n", "macro.S")
+    one_line_error(asm(path, timeout=30), f"{path}:9:", "more than 2000000 statements")
+
+
+def test_nested_rept_within_the_cap_is_read(tmp_path: Path) -> None:
+    path = source(tmp_path, ".text\n.rept 3\n.rept 4\nnop\n.endr\n.endr\n")
+    result = asm(path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert path.with_suffix(".bin").read_bytes() == (0xD503201F).to_bytes(4, "little") * 12
+
+
+def _clashing(monkeypatch: pytest.MonkeyPatch, load_address: int, memory_size: int,
+              regions: tuple[Region, ...]) -> list[str]:
+    """The regions the identity-clash rule names for an image at ``load_address``."""
+    monkeypatch.setattr(identity_clash, "image_layout",
+                        lambda image: Layout(name="test", regions=regions))
+    image = SimpleNamespace(load_address=load_address, memory_size=memory_size,
+                            entry=load_address)
+    context = SimpleNamespace(image=image, on_finding=None, symbolize=lambda va, pa=None: "")
+    rule = identity_clash.IdentityClash(cast(CheckContext, context))
+    rule.finish(cast(Stop, None))
+    if not rule.findings:
+        return []
+    return [line.split(":", 1)[0] for line in rule.findings[0].evidence]
+
+
+def test_identity_clash_of_a_region_of_2_to_the_25_slots(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bug 3: the rule made a set of every level-0 slot of each region: 2^25 of them
+    (2.2 GiB) for -D XEN_VIRT_SIZE=0xffffffffffe00000."""
+    huge = Region("xen", 0x0000_0a00_0000_0000, 0xFFFF_FFFF_FFE0_0000)
+    assert len(huge.slots()) > 1 << 24
+    assert _clashing(monkeypatch, 0x4000_0000, 0x20_0000, (huge,)) == []
+    assert _clashing(monkeypatch, 0x0000_8000_0000_0000, 0x20_0000, (huge,)) == ["xen"]
+
+
+def test_identity_clash_verdicts_are_those_of_the_slot_sets(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ranges of slots intersected by their ends give the verdicts that sets of
+    slots gave, at slot boundaries and for empty images and regions."""
+    slot = 1 << 39
+    regions = (Region("a", 0, 0x20_0000), Region("b", slot, 2 * slot),
+               Region("c", 3 * slot - 0x1000, 0x2000), Region("empty", 5 * slot, 0))
+    for load_address in (0, 0x4000_0000, slot - 0x1000, slot, 3 * slot - 0x2000,
+                         4 * slot, 5 * slot):
+        for memory_size in (0, 0x1000, 0x2000, slot, 3 * slot):
+            image_slots = set(range(load_address >> 39,
+                                    ((load_address + memory_size - 1) >> 39) + 1))
+            expected = [r.name for r in regions if image_slots & set(r.slots())]
+            assert _clashing(monkeypatch, load_address, memory_size, regions) == expected, (
+                hex(load_address), hex(memory_size))
+
+
+def test_a_load_address_whose_ram_passes_2_to_the_64_is_refused(tmp_path: Path) -> None:
+    """Bug 4: RAM placed around the image ran past 2^64 and Unicorn refused it,
+    naming neither the file nor the option."""
+    raw = tmp_path / "boot.bin"
+    raw.write_bytes((0x14000000).to_bytes(4, "little"))  # b .
+    message = one_line_error(bootemu("run", raw, "--format", "raw", "--load-address",
+                                     "0xfffffffffffff000", timeout=60),
+                             str(raw), "--load-address", "--ram")
+    assert "past the top of the 64-bit address space" in message
+
+
+@pytest.mark.parametrize("seconds", ["inf", "-inf", "nan", "1e308", "31536001"])
+def test_a_timeout_beyond_a_year_is_a_usage_error(seconds: str) -> None:
+    """Bug 5: --timeout inf reached threading's wait: an OverflowError traceback."""
+    usage_error(bootemu("check", "--timeout", seconds, timeout=60), "--timeout")
+
+
+def test_an_elf_segment_past_2_to_the_64_is_refused_at_load(tmp_path: Path) -> None:
+    """Bug 6: a p_memsz sending a segment past 2^64 reached the device tree
+    (struct.error); it is refused when the ELF file is read."""
+    path = source(tmp_path, ".text\nb .\n")
+    elf_path = tmp_path / "boot.elf"
+    assert asm(path, "--elf", elf_path, "--base", "0x40000000", timeout=60).returncode == 0
+    elf = bytearray(elf_path.read_bytes())
+    phoff = int.from_bytes(elf[32:40], "little")
+    elf[phoff + 40:phoff + 48] = (0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little")  # p_memsz
+    elf_path.write_bytes(elf)
+    message = one_line_error(bootemu("run", elf_path, timeout=60), str(elf_path),
+                             "segment 0")
+    assert "past the top of the 64-bit address space" in message
+
+
+def test_a_read_error_names_the_file(tmp_path: Path) -> None:
+    """Bug 7: reading /proc/self/mem fails in read() (EIO), whose OSError names no
+    file: 'bootemu: error: : Input/output error'."""
+    with pytest.raises(OSError) as raised:
+        read_limited("/proc/self/mem", 1 << 20)
+    assert raised.value.filename == "/proc/self/mem"
+    one_line_error(bootemu("check", "--dtb", "/proc/self/mem", timeout=60), "/proc/self/mem",
+                   "Input/output error")
+    path = source(tmp_path, '.text\n.incbin "/proc/self/mem"\n')
+    one_line_error(asm(path, timeout=60), f"{path}:2:", "/proc/self/mem")

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_SOURCE_BYTES",
     "FileRefused",
     "check_regular_file",
+    "named",
     "read_limited",
 ]
 
@@ -32,6 +33,8 @@ MAX_SOURCE_BYTES = 64 * MIB
 MAX_IMAGE_FILE_BYTES = 1024 * MIB
 # A device tree blob (Linux takes at most 2 MiB) or a System.map.
 MAX_SMALL_FILE_BYTES = 64 * MIB
+# How much read_limited asks for at a time.
+_CHUNK_BYTES = MIB
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -82,17 +85,47 @@ def read_limited(path: str | Path, limit: int) -> bytes:
     The file is opened non-blocking, so that opening a FIFO does not wait for a
     writer, and checked on the open descriptor, so that it cannot be swapped
     between the check and the read; at most ``limit + 1`` bytes are read, so
-    that a file growing meanwhile is refused too.  Raises :class:`OSError` when
-    it cannot be opened, :class:`FileRefused` for the rest.
+    that a file growing meanwhile is refused too, and no more at a time than the
+    file holds (or 1 MiB), so that memory follows the file's size, not the
+    limit.  Raises :class:`OSError` naming ``path`` when it cannot be opened
+    or read, :class:`FileRefused` for the rest.
     """
+    try:
+        return _read(path, limit)
+    except OSError as err:
+        raise named(err, path) from None
+
+
+def named(err: OSError, path: str | Path) -> OSError:
+    """``err``, naming ``path`` if it names no file: an error of ``read()``
+    itself (``EIO`` from ``/proc/self/mem``) comes without a file name."""
+    if err.filename is not None:
+        return err
+    return OSError(err.errno, err.strerror or str(err), str(path))  # its errno's subclass
+
+
+def _read(path: str | Path, limit: int) -> bytes:
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     try:
-        _check(path, os.fstat(descriptor), limit)
-    except FileRefused:
+        status = os.fstat(descriptor)
+        _check(path, status, limit)  # before fdopen, which refuses a directory itself
+    except BaseException:
         os.close(descriptor)
         raise
-    with os.fdopen(descriptor, "rb") as stream:
-        data = stream.read(limit + 1)
-    if len(data) > limit:
+    with os.fdopen(descriptor, "rb", buffering=0) as stream:
+        chunks: list[bytes] = []
+        total = 0
+        # The size fstat gave and a byte more first, so that a regular file
+        # comes in one read and one buffer; then chunks (a file that grew, or
+        # one of /proc's, whose size is 0); never more than ``limit + 1`` bytes.
+        wanted = max(min(status.st_size, limit) + 1, _CHUNK_BYTES)
+        while total <= limit:
+            chunk = stream.read(min(wanted, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            wanted = _CHUNK_BYTES
+    if total > limit:
         raise FileRefused(path, f"is more than the {limit >> 20} MiB bootemu reads")
-    return data
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -132,6 +132,12 @@ class Board:
         low &= ~(TWO_MIB - 1)
         high = max(e.physical_end for e in extents)
         size = max(VIRT_RAM[1], _round_up(high - low, TWO_MIB) + DTB_RESERVE + TWO_MIB)
+        if low + size > 1 << 64:
+            # Refused here, before the device tree's 64-bit cells or Unicorn see it.
+            hint = "" if image.kind == "elf" else "a lower --load-address, or "
+            raise ImageError(f"{image.name}: the RAM bootemu would place around the image, "
+                             f"[{low:#x}, {low + size:#x}), runs past the top of the 64-bit "
+                             f"address space: give {hint}the RAM with --ram BASE:SIZE")
         return low, size
 
     def plan(self, image: BootImage) -> MemoryPlan:

@@ -31,14 +31,17 @@ class IdentityClash(Check):
         layout = image_layout(image)
         if layout is None:
             return
-        slots = set(range(image.load_address >> SLOT_SHIFT,
-                          ((image.load_address + image.memory_size - 1) >> SLOT_SHIFT) + 1))
-        clashing = [region for region in layout.regions if slots & set(region.slots())]
+        # The image's level-0 slots and each region's are ranges: compared by
+        # their ends, not slot by slot (a region may span 2^25 slots).
+        first = image.load_address >> SLOT_SHIFT
+        last = (image.load_address + image.memory_size - 1) >> SLOT_SHIFT
+        clashing = [region for region in layout.regions
+                    if max(first, region.first_slot) <= min(last, region.last_slot)]
         if clashing:
             self.fire(
                 0, image.entry, image.entry,
                 f"load address {image.load_address:#x} is in level-0 slot "
-                f"{min(slots)}, which {', '.join(r.name for r in clashing)} also use: the "
+                f"{first}, which {', '.join(r.name for r in clashing)} also use: the "
                 f"identity map of the image would clash with them",
                 tuple(f"{r.name}: {r.start:#x}..{r.end:#x}, level-0 slots "
                       f"{r.first_slot}-{r.last_slot}" for r in clashing),

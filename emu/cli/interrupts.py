@@ -15,6 +15,7 @@ signal ended.  A second signal ends the program at once.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -51,6 +52,10 @@ class RunInterrupter:
         self._counts: dict[int, int] = {}  # signal -> times its Python handler ran
         # Set when the run is to stop: for work that is not one machine (a sweep).
         self.stop_event = threading.Event()
+        # Called (once, from the watchdog's or the timer's thread) when the run
+        # is to stop: for work that waits on more than a machine (a GDB server).
+        self._callbacks: list[Callable[[], None]] = []
+        self._fired = False
 
     @property
     def stopped(self) -> bool:
@@ -78,11 +83,25 @@ class RunInterrupter:
             if self.stopped:
                 machine.interrupt()
 
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Also call ``callback`` when the run is to stop (from another thread:
+        it must be safe there, and quick), or at once if it already is.  Each
+        callback is called once."""
+        with self._lock:
+            if not self._fired:
+                self._callbacks.append(callback)
+                return
+        callback()
+
     def _stop(self) -> None:
         self.stop_event.set()
         with self._lock:
             if self.machine is not None:
                 self.machine.interrupt()
+            self._fired = True
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
 
     # -- the context ---------------------------------------------------------------
 
@@ -138,10 +157,28 @@ class RunInterrupter:
             self._stop()
 
 
+# The longest --timeout: a year.  inf or 1e308 would overflow threading's wait
+# (a traceback from the timer thread), so they are refused as usage errors.
+MAX_TIMEOUT_SECONDS = 365 * 24 * 3600
+
+
+class _Timeout(click.FloatRange):
+    """Seconds, more than 0 and at most :data:`MAX_TIMEOUT_SECONDS`; nan is refused
+    too (a range lets it through, as every comparison with it is false)."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
+        return seconds
+
+
 def timeout_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--timeout SECONDS``: the wall-clock bound beside ``--max-insns``."""
     return click.option(
-        "--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+        "--timeout", type=_Timeout(min=0, min_open=True, max=MAX_TIMEOUT_SECONDS),
+        default=None,
         metavar="SECONDS",
         help="Stop the run after SECONDS of wall-clock time, as Ctrl-C would, and "
              "report what it did up to there (exit status 124).  SIGINT and SIGTERM "

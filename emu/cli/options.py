@@ -84,7 +84,11 @@ def input_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             click.echo(f"bootemu: error: {err}", err=True)
             sys.exit(INPUT_ERROR)
         except OSError as err:
-            click.echo(f"bootemu: error: {err.filename or ''}: {err.strerror}", err=True)
+            # The library names the file (emu.asm.files.named); without one,
+            # no empty name before the colon.
+            reason = err.strerror or str(err)
+            where = f"{err.filename}: " if err.filename is not None else ""
+            click.echo(f"bootemu: error: {where}{reason}", err=True)
             sys.exit(INPUT_ERROR)
 
     return wrapper

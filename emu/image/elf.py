@@ -78,6 +78,11 @@ def _load_segments(elf: ELFFile, data: bytes, name: str) -> list[Segment]:
                 raise ImageError(f"{name}: segment {number} claims bytes "
                                  f"[{offset:#x}, {offset + filesz:#x}) of a "
                                  f"{len(data):#x}-byte file")
+            for kind, start in (("physical", phdr["p_paddr"]), ("virtual", phdr["p_vaddr"])):
+                if start + memsz > 1 << 64:
+                    raise ImageError(f"{name}: segment {number} at {kind} {start:#x} with "
+                                     f"p_memsz {memsz:#x} runs past the top of the 64-bit "
+                                     "address space")
             segments.append(Segment(phdr["p_paddr"], phdr["p_vaddr"],
                                     data[offset:offset + filesz], memsz))
     except ELFError as err:

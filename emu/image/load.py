@@ -26,6 +26,7 @@ from emu.asm.files import (
     MAX_IMAGE_FILE_BYTES,
     FileRefused,
     check_regular_file,
+    named,
     read_limited,
 )
 from emu.image.arm64 import ARM64_MAGIC, GZIP_MAGIC, gunzip, image_from_arm64
@@ -148,8 +149,11 @@ def read_head(path: str | Path) -> bytes:
         check_regular_file(path, MAX_IMAGE_FILE_BYTES)
     except FileRefused as err:
         raise ImageError(str(err)) from None
-    with Path(path).open("rb") as stream:
-        return stream.read(4096)
+    try:
+        with Path(path).open("rb") as stream:
+            return stream.read(4096)
+    except OSError as err:
+        raise named(err, path) from None
 
 
 def _symbols(path: str | Path) -> ElfSymbols:

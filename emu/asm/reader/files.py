@@ -38,8 +38,8 @@ class FileReading(ReaderState):
             text = read_limited(path, MAX_SOURCE_BYTES).decode("utf-8", "replace")
         except FileRefused as err:
             self._fail(f"can't read {decoded}: {err.reason}")
-        except OSError:
-            self._fail(f"can't open {decoded} for reading: No such file or directory")
+        except OSError as err:
+            self._fail(f"can't open {decoded} for reading: {err.strerror}")
         self.dependencies.append(path)
         shown = self.rename.get(str(path), str(path))
         lines = [(SourceLocation(shown, number), line)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
+from emu.asm.expr import ExpressionError, evaluate
 from emu.asm.reader.items import ReadError
 from emu.asm.reader.state import MAX_STATEMENTS, Frame, Macro, ReaderState
 from emu.asm.reader.syntax import LABEL, split_operands, split_statements
@@ -199,12 +200,70 @@ class MacroReading(ReaderState):
             self.warnings.append(f"{origin.location}: Warning: negative count for REPT - "
                                  "ignored")
             count = 0
-        if count * max(len(statements), 1) > MAX_STATEMENTS:
-            self._fail(f".rept {count} would expand to more than {MAX_STATEMENTS} statements")
+        # The statements the body reads, nested repetitions multiplied out: a
+        # .rept 1000 of .rept 1000 of .rept 1000 fails here, at its line, not
+        # after reading two million statements (gigabytes) of it.
+        if count * max(self._statements_in(statements), 1) > MAX_STATEMENTS:
+            self._fail(f".rept {count} would expand to more than {MAX_STATEMENTS} statements"
+                       " (with the repetitions and macros nested in it)")
         pieces: deque[tuple[Origin, str]] = deque()
         for _ in range(count):
             pieces.extend(statements)
         self._frames.append(Frame(pieces, "repeat"))
+
+    def _statements_in(self, body: Sequence[tuple[Origin, str]],
+                       sizes: dict[str, int] | None = None, depth: int = 0) -> int:
+        """How many statements reading ``body`` would take, once nested
+        ``.rept`` blocks are repeated and macros expanded (MAX_STATEMENTS + 1
+        for any number above MAX_STATEMENTS), in one pass over it.
+
+        An estimate made before expanding, to refuse a runaway nest early: a
+        repeat count that cannot be evaluated now counts as 1, an ``.irp`` as
+        one pass, a macro invoked recursively or nested more than
+        MAX_MACRO_DEPTH deep as one statement, and the branches of conditionals
+        all count.
+        """
+        cap = MAX_STATEMENTS + 1
+        sizes = {} if sizes is None else sizes
+        # For each repetition open at this point: the count so far around it,
+        # and how many times it repeats.
+        open_repetitions: list[tuple[int, int]] = []
+        total = 0
+        for _origin, text in body:
+            word, operands = _word_and_operands(text)
+            if word in _REPEAT_OPENERS:
+                times = self._count_now(operands) if word in (".rept", ".rep") else 1
+                open_repetitions.append((total + 1, times))
+                total = 0
+                continue
+            if word == ".endr" and open_repetitions:
+                around, times = open_repetitions.pop()
+                total = min(around + times * total, cap)
+                continue
+            total += 1
+            if word in self._macros:
+                if word not in sizes:
+                    sizes[word] = 1  # while it is counted: recursion counts as one
+                    if depth < MAX_MACRO_DEPTH:
+                        sizes[word] = self._statements_in(self._macros[word].body, sizes,
+                                                          depth + 1)
+                total = min(total + sizes[word], cap)
+        while open_repetitions:  # unclosed: reading will fail at the .rept
+            around, times = open_repetitions.pop()
+            total = min(around + times * total, cap)
+        return total
+
+    def _count_now(self, operands: str) -> int:
+        """A repeat count if it is a constant now, else 1 (for :meth:`_statements_in`)."""
+        try:
+            return max(int(operands, 0), 0)  # the usual case, without the evaluator
+        except ValueError:
+            pass
+        try:
+            value = evaluate(operands, self._resolve_now)
+        except ExpressionError:
+            return 1
+        return 1 if value.section is not None else max(value.offset, 0)
 
     def _d_irp(self, name: str, operands: str, body: str) -> None:
         origin = self._origin
@@ -236,6 +295,16 @@ class MacroReading(ReaderState):
                 for piece in split_statements(_substitute(text, {param: value}, None)):
                     pieces.append((piece_origin, piece))
         self._frames.append(Frame(pieces, "repeat"))
+
+
+def _word_and_operands(text: str) -> tuple[str, str]:
+    """A statement's first word (lower case, after its labels) and the rest."""
+    while match := LABEL.match(text):
+        text = text[match.end():]
+    parts = text.strip().split(None, 1)
+    if not parts:
+        return "", ""
+    return parts[0].lower(), parts[1] if len(parts) > 1 else ""
 
 
 def _skip_comma(text: str, index: int) -> int:
