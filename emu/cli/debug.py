@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
 
 from emu.asm.elf_writer import write_elf
 from emu.board.spec import BootSpec
+from emu.cli.interrupts import RunInterrupter
 from emu.cli.options import input_errors, source_options
-from emu.debug.server import serve
+from emu.debug.server import Shutdown, serve
 from emu.debug.session import DebugSession
 from emu.machine.machine import DEFAULT_MAX_INSNS
 
@@ -52,32 +54,57 @@ def debug(source: Path, load_address: int | None, defines: tuple[str, ...],
       (gdb) monitor walk 0x8000200000
       (gdb) monitor help
 
+    SIGINT (Ctrl-C in bootemu's terminal) or SIGTERM ends the server, whether it
+    waits for a connection or a client's guest is running: the guest stops
+    between translation blocks, the client's connection and the server's
+    socket are closed, and one line on stderr says where the guest was
+    ("interrupted by SIGINT at #N (symbol)").  A second signal ends the
+    program at once.  (GDB's own Ctrl-C only stops the guest.)
+
     \b
-    Exit status: 0 after Ctrl-C; 2 usage or input error, or the port cannot
-                 be listened on.
+    Exit status: 130 SIGINT (Ctrl-C), 143 SIGTERM;
+                 2 usage or input error, or the port cannot be listened on.
     """
-    image, board = boot.load()
-    if elf_output is not None:
-        if image.program is None:
-            raise click.UsageError("--elf needs an assembly SOURCE (an image has no line "
-                                   "information to write)")
-        write_elf(image.program, elf_output,
-                  load_address=image.physical(image.program.base), physical_alias=True)
-    session = DebugSession(image, board, max_insns=max_insns,
-                           break_on_finding=break_on_finding)
+    shutdown = Shutdown()
+    listened: list[int] = []  # the port, once listening
+    # Entered first: a signal that comes while the image loads ends the server
+    # before it listens rather than being lost.
+    with RunInterrupter() as interrupter:
+        interrupter.on_stop(shutdown.request)
+        image, board = boot.load()
+        if elf_output is not None:
+            if image.program is None:
+                raise click.UsageError("--elf needs an assembly SOURCE (an image has no "
+                                       "line information to write)")
+            write_elf(image.program, elf_output,
+                      load_address=image.physical(image.program.base), physical_alias=True)
+        session = DebugSession(image, board, max_insns=max_insns,
+                               break_on_finding=break_on_finding)
 
-    def listening(actual: int) -> None:
-        click.echo(f"bootemu: {image.name} stopped at its entry point "
-                   f"{session.machine.pc:#x}; waiting for gdb on {host}:{actual} "
-                   f"(gdb-multiarch -ex 'target remote {host}:{actual}')", err=True)
+        def listening(actual: int) -> None:
+            listened.append(actual)
+            click.echo(f"bootemu: {image.name} stopped at its entry point "
+                       f"{session.machine.pc:#x}; waiting for gdb on {host}:{actual} "
+                       f"(gdb-multiarch -ex 'target remote {host}:{actual}')", err=True)
 
-    try:
-        serve(session, host, port, on_listening=listening,
-              log=lambda text: click.echo(f"bootemu: {text}", err=True), once=once)
-    except KeyboardInterrupt:
-        click.echo("bootemu: stopped", err=True)
-    except OSError as err:
-        reason = os.strerror(err.errno) if err.errno else str(err)
-        failure = click.ClickException(f"cannot listen on {host}:{port}: {reason}")
-        failure.exit_code = 2
-        raise failure from None
+        try:
+            serve(session, host, port, on_listening=listening,
+                  log=lambda text: click.echo(f"bootemu: {text}", err=True), once=once,
+                  shutdown=shutdown)
+        except OSError as err:
+            reason = os.strerror(err.errno) if err.errno else str(err)
+            failure = click.ClickException(f"cannot listen on {host}:{port}: {reason}")
+            failure.exit_code = 2
+            raise failure from None
+    if interrupter.stopped:
+        index = session.index
+        where = (f" at #{index} ({image.symbolize(session.machine.pc)})"
+                 if index or shutdown.had_client else "")
+        if not listened:
+            state = " before the server listened"
+        elif shutdown.had_client:
+            state = " with a client connected; the connection and the server are closed"
+        else:
+            state = f" while waiting for gdb on {host}:{listened[0]}; the server is closed"
+        click.echo(f"bootemu: {interrupter.reason()}{where}{state}", err=True)
+    sys.exit(interrupter.exit_status(0))

@@ -10,6 +10,7 @@ import click
 
 from emu.arch.mmu.walk import Access, Fault, format_walk
 from emu.board.spec import BootSpec
+from emu.cli.interrupts import RunInterrupter
 from emu.cli.options import TARGET_HELP, Address, input_errors, source_options
 from emu.machine.inspect import walk_at
 from emu.machine.machine import Machine
@@ -38,14 +39,29 @@ def walk(va: int, source: Path, load_address: int | None, defines: tuple[str, ..
     is; the last line gives the physical address with permissions and memory
     attributes, or the fault and its level.
 
+    SIGINT (Ctrl-C) or SIGTERM during the run to --at stops it where it is:
+    a line on stderr says so ("interrupted by SIGINT at #N (symbol)") before
+    the walk, which then uses the tables of that point.
+
     \b
     Example: bootemu walk 0x8000200000 --at primary_switched
-    Exit status: 0 the VA translates, 1 it faults, 2 usage or input error.
+    Exit status: 0 the VA translates, 1 it faults, 2 usage or input error;
+                 130 SIGINT (Ctrl-C), 143 SIGTERM during the run to --at.
     """
-    image, board = boot.load()
-    machine = Machine(image, board)
-    ran = run_to_target(machine, at)
+    # Entered first: a signal that comes while the image loads stops the run
+    # at its start rather than being lost.
+    with RunInterrupter() as interrupter:
+        image, board = boot.load()
+        machine = Machine(image, board)
+        interrupter.watch(machine)
+        ran = run_to_target(machine, at)
     stop = ran.stop
+    if interrupter.stopped:
+        # Before the walk: it is not at --at but where the run was stopped.
+        short = "" if ran.reached else f" before --at {ran.target or at}"
+        click.echo(f"bootemu: {interrupter.reason()} at #{stop.index} "
+                   f"({image.symbolize(stop.pc)}){short}; the walk uses the tables there",
+                   err=True)
     result = walk_at(machine, va, regime, Access(access))
     end = RunEnd.of(stop, image, ran.pa, ran.target)
     where = f"at #{stop.index} {end.symbol} ({stop.message})"
@@ -66,5 +82,5 @@ def walk(va: int, source: Path, load_address: int | None, defines: tuple[str, ..
         click.echo(f"walk of VA {va:#x} {where}")
         for line in format_walk(result):
             click.echo(f"  {line}")
-    sys.exit(1 if isinstance(result, Fault) else 0)
+    sys.exit(interrupter.exit_status(1 if isinstance(result, Fault) else 0))
 

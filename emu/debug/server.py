@@ -18,12 +18,19 @@ answers, as QEMU's gdbstub does where QEMU has the same packet:
 
 A malformed packet gets an error reply (``E01``); a client that vanishes ends
 its connection, not the server, which waits for the next one.
+
+A :class:`Shutdown` ends the server from another thread (``bootemu debug``'s
+signal watchdog, on SIGINT or SIGTERM): it wakes the wait for a connection,
+ends the client's connection and stops a running guest, so :func:`serve`
+closes its sockets and returns within a translation block.  A client's own
+Ctrl-C (the ``0x03`` byte) only stops the guest, as before.
 """
 
 from __future__ import annotations
 
 import contextlib
 import queue
+import select
 import socket
 import threading
 from collections.abc import Callable
@@ -57,14 +64,71 @@ class _Disconnected(Exception):
     """The client went away."""
 
 
+class Shutdown:
+    """A request, from any thread, that :func:`serve` end: it stops waiting for
+    a connection, the client's connection ends (no reply is sent after it) and
+    the guest stops wherever it runs; ``serve`` then closes its sockets and
+    returns.  ``had_client``: whether a client was connected when it came."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requested = False
+        self.had_client = False
+        self._session: DebugSession | None = None
+        self._client: socket.socket | None = None
+        self._wake: socket.socket | None = None  # written to wake serve's wait
+
+    @property
+    def requested(self) -> bool:
+        return self._requested
+
+    def request(self) -> None:
+        """End the server (safe from any thread, and more than once)."""
+        with self._lock:
+            if self._requested:
+                return
+            self._requested = True
+            self.had_client = self._client is not None
+            # The client's socket first: a reply the stopped guest would give
+            # then fails, and the connection's reader sees its end.
+            if self._client is not None:
+                with contextlib.suppress(OSError):
+                    self._client.shutdown(socket.SHUT_RDWR)
+            if self._session is not None:
+                self._session.shut_down()
+            if self._wake is not None:
+                with contextlib.suppress(OSError):
+                    self._wake.send(b"!")
+
+    def _attach(self, session: DebugSession, wake: socket.socket) -> bool:
+        """Serve's start: False if the end was asked already."""
+        with self._lock:
+            self._session, self._wake = session, wake
+            if self._requested:
+                session.shut_down()
+            return not self._requested
+
+    def _detach(self) -> None:
+        with self._lock:
+            self._session = self._wake = None
+
+    def _connected(self, sock: socket.socket | None) -> bool:
+        """A client's connection begins (``sock``) or ends (None); False if the
+        end was asked already."""
+        with self._lock:
+            self._client = sock
+            return not self._requested
+
+
 class GdbConnection:
     """One client's connection: packets in, replies out, Ctrl-C noticed while running."""
 
     def __init__(self, sock: socket.socket, session: DebugSession,
-                 log: Callable[[str], None]) -> None:
+                 log: Callable[[str], None], shutdown: Shutdown | None = None) -> None:
         self._sock = sock
         self._session = session
         self._log = log
+        self._shutdown = shutdown
         self._items: queue.Queue[rsp.Item | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
 
@@ -101,7 +165,7 @@ class GdbConnection:
         try:
             while True:
                 item = self._items.get()
-                if item is None:
+                if item is None or (self._shutdown is not None and self._shutdown.requested):
                     return
                 if isinstance(item, rsp.BadPacket):
                     self._sock.sendall(b"-")
@@ -126,8 +190,8 @@ class GdbConnection:
         except rsp.PacketError as err:
             self._log(f"bad packet {packet[:40]!r}: {err}")
             reply = _ERROR
-        if reply is None:
-            return False
+        if reply is None or (self._shutdown is not None and self._shutdown.requested):
+            return False  # (the guest stopped for the server's end: no stop reply)
         self._send(reply)
         return True
 
@@ -327,17 +391,46 @@ class GdbConnection:
 
 def serve(session: DebugSession, host: str, port: int, *,
           on_listening: Callable[[int], None] = lambda _port: None,
-          log: Callable[[str], None] = lambda _text: None, once: bool = False) -> None:
+          log: Callable[[str], None] = lambda _text: None, once: bool = False,
+          shutdown: Shutdown | None = None) -> None:
     """Listen on ``host:port`` (port 0: any free port) and serve clients one after
     another; ``on_listening`` is told the port.  With ``once``, return after the
-    first client leaves."""
-    with socket.create_server((host, port)) as server:
-        on_listening(server.getsockname()[1])
-        while True:
-            sock, peer = server.accept()
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            log(f"client {peer[0]}:{peer[1]} connected")
-            GdbConnection(sock, session, log).serve()
-            log("client left")
-            if once:
-                return
+    first client leaves; on ``shutdown`` (from another thread), return at once,
+    the sockets closed."""
+    shutdown = shutdown or Shutdown()
+    if shutdown.requested:
+        return
+    wake_read, wake_write = socket.socketpair()
+    try:
+        if not shutdown._attach(session, wake_write):
+            return
+        with socket.create_server((host, port)) as server:
+            server.setblocking(False)  # accept only what select saw; never blocks
+            on_listening(server.getsockname()[1])
+            while not shutdown.requested:
+                readable, _, _ = select.select([server, wake_read], [], [])
+                if wake_read in readable:
+                    return
+                try:
+                    sock, peer = server.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    continue  # the connection went away before it was taken
+                sock.setblocking(True)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if not shutdown._connected(sock):
+                    sock.close()
+                    return
+                log(f"client {peer[0]}:{peer[1]} connected")
+                try:
+                    GdbConnection(sock, session, log, shutdown).serve()
+                finally:
+                    shutdown._connected(None)
+                if shutdown.requested:
+                    return
+                log("client left")
+                if once:
+                    return
+    finally:
+        shutdown._detach()
+        wake_read.close()
+        wake_write.close()

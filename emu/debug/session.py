@@ -18,7 +18,9 @@ costs milliseconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from emu.arch.mmu.regime import regime_asid
@@ -67,6 +69,11 @@ class DebugSession:
         self._replaying = False
         self._running = False
         self._new_finding: Finding | None = None
+        # The machine running now (a resume, a replay, a reverse search), and
+        # whether the session is closed (shut_down: every run stops at once).
+        self._lock = threading.Lock()
+        self._current: Machine | None = None
+        self._closed = False
         self.machine, self.rules = self._build()
         self.last = StopReport(Stop(StopKind.ARRIVED, self.machine.pc, 0, "at the entry point"))
 
@@ -160,6 +167,29 @@ class DebugSession:
         if self._running:
             self.machine.interrupt()
 
+    def shut_down(self) -> None:
+        """Stop the run under way soon, and every later one at its start (any
+        thread: the server is closing, on SIGINT or SIGTERM).  Whatever was
+        running (a continue, a replay for reverse execution) returns with an
+        ``INTERRUPTED`` stop."""
+        with self._lock:
+            self._closed = True
+            if self._current is not None:
+                self._current.interrupt()
+
+    @contextmanager
+    def _runs(self, machine: Machine) -> Iterator[None]:
+        """Around each run of a machine: :meth:`shut_down` can stop it."""
+        with self._lock:
+            self._current = machine
+            if self._closed:
+                machine.interrupt()  # the run returns at its start
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._current = None
+
     def resume(self, *, step: bool = False) -> StopReport:
         """Continue (or execute one instruction) until a stop; with
         ``break_on_finding``, a rule that fires stops the guest in front of
@@ -167,7 +197,9 @@ class DebugSession:
         self._new_finding = None
         self._running = True
         try:
-            stop = self.machine.step() if step else self.machine.run(max_insns=self.max_insns)
+            with self._runs(self.machine):
+                stop = (self.machine.step() if step
+                        else self.machine.run(max_insns=self.max_insns))
         finally:
             self._running = False
         finding, self._new_finding = self._new_finding, None
@@ -208,7 +240,8 @@ class DebugSession:
             *((at, edit) for at, edit in self._edits if at <= index), (index, None)]
         for at, edit in steps:
             while machine.index_now() < at:
-                stop = machine.run(f"#{at}", max_insns=at)
+                with self._runs(machine):
+                    stop = machine.run(f"#{at}", max_insns=at)
                 if (hits is None or stop.index >= at
                         or stop.kind not in (StopKind.ARRIVED, StopKind.WATCHPOINT)):
                     break
