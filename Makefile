@@ -16,7 +16,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml $(wildcard emu/machine/_*.c emu/machine/_*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,plot]'
+	$(PY) -m pip install --quiet -e '.[dev,plot,dask]'
 	touch $@
 
 # Debian packages: cpp for the preprocessor, GNU as/gcc as reference assembler,

@@ -403,6 +403,11 @@ def _init_worker(plan: _BootPlan) -> None:
     signal.set_wakeup_fd(-1)
 
 
+def boot_batch(plan: _BootPlan, addresses: Sequence[int]) -> list[SweepResult]:
+    """Boot ``plan`` at each of ``addresses``, one after another, in this process."""
+    return [_boot(plan, address) for address in addresses]
+
+
 def _boot_chunk(task: tuple[int, list[int]]) -> tuple[int, list[SweepResult]]:
     assert _worker_plan is not None, "worker used before its initializer ran"
     index, addresses = task
@@ -438,10 +443,16 @@ def sweep_program(
     max_insns: int = DEFAULT_MAX_INSNS,
     layout: str | None = None,
     stop: threading.Event | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
+    dask_client: object = None,
 ) -> list[SweepResult]:
     """Boot an assembled program at each load address; results in the addresses' order.
 
-    ``jobs`` worker processes (default: one per CPU; 1 boots in this process).
+    ``executor`` ``local``: ``jobs`` worker processes (default: one per CPU;
+    1 boots in this process).  ``dask``: on the Dask cluster whose scheduler
+    is at ``scheduler`` (or the ``dask_client`` given), or, with neither, on
+    a local cluster of ``jobs`` worker processes (:mod:`emu.analysis.dask_sweep`).
     ``progress`` is called with the number of boots finished since its last
     call.  ``layout`` only labels the results.  Once ``stop`` is set (from a
     signal's watchdog, say) no boot starts, the workers are terminated, and
@@ -455,6 +466,13 @@ def sweep_program(
                      until=until, max_insns=max_insns,
                      pa_bits=cpu_pa_bits(program, include_dirs), layout=layout)
     addresses = list(load_addresses)
+    if executor == "dask":
+        from emu.analysis.dask_sweep import sweep_on_dask
+
+        return sweep_on_dask(plan, addresses, scheduler=scheduler, workers=jobs,
+                             progress=progress, stop=stop, client=dask_client)
+    if executor != "local":
+        raise SweepError(f"unknown executor {executor!r} (local or dask)")
     if jobs == 1 or len(addresses) <= 1:
         results = []
         for address in addresses:

@@ -44,6 +44,14 @@ from emu.machine.targets import DEFAULT_TARGET
 @include_option("Extra include directory for #include (repeatable).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
               help="Worker processes [default: one per CPU].")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default="local",
+              show_default=True,
+              help="Where the boots run: local worker processes (-j), or a Dask cluster "
+                   "(--scheduler; without it, a local Dask cluster of -j processes). Dask "
+                   "needs the dask extra: pip install 'bootemu[dask]'.")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="With --executor dask: the scheduler of a running cluster, e.g. "
+                   "tcp://10.0.0.5:8786 (`dask scheduler` prints it).")
 @click.option("--until", default=DEFAULT_TARGET, show_default=True, metavar="TARGET",
               help=f"Where each boot is complete: {TARGET_HELP}.")
 @click.option("--max-insns", type=click.IntRange(min=1), default=DEFAULT_MAX_INSNS,
@@ -56,8 +64,8 @@ from emu.machine.targets import DEFAULT_TARGET
 @input_errors
 def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
           defines: tuple[str, ...], include_dirs: tuple[Path, ...], jobs: int | None,
-          until: str, max_insns: int, as_json: bool, as_csv: bool,
-          plot_path: Path | None) -> None:
+          executor: str, scheduler: str | None, until: str, max_insns: int, as_json: bool,
+          as_csv: bool, plot_path: Path | None) -> None:
     """Boot SOURCE at many load addresses, in parallel, and say which ones work.
 
     Each boot is a full `bootemu check`, and its verdict is check's word:
@@ -71,14 +79,27 @@ def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
     of their own (verdict, rules and failure, those rules left aside).
     `bootemu layout --clashes` gives the same answer from the layout alone.
 
+    On a Dask cluster (--executor dask, the dask extra) the addresses go out
+    in batches of up to 2,000 a task, and the results come back in order:
+
+    \b
+      dask scheduler                                   # prints tcp://HOST:8786
+      dask worker tcp://HOST:8786 --nworkers 2 --nthreads 1   # on each machine
+      bootemu sweep --executor dask --scheduler tcp://HOST:8786 --load-addresses 0:2T
+
+    Progress is a bar on a terminal, else a line on stderr every 10 s.
+
     \b
     SIGINT (Ctrl-C) or SIGTERM stops the sweep at once: the workers are
-    terminated and the report holds the load addresses booted until then.
+    terminated (a cluster of --scheduler's keeps its workers; batches not
+    started are cancelled) and the report holds the load addresses booted
+    until then (for Dask, whole batches).
 
     \b
     Exit status: 0 every boot clean; 1 any other verdict; 2 usage or input error;
                  130 SIGINT, 143 SIGTERM (the results so far are reported).
     """
+    from emu.analysis.dask_sweep import DaskUnavailable
     from emu.analysis.plot import PlotError, ensure_plotting, plot_sweep
     from emu.analysis.sweep import (
         CLEAN,
@@ -94,6 +115,8 @@ def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
 
     if as_json and as_csv:
         raise one_line_error("--json and --csv: choose one")
+    if scheduler is not None and executor != "dask":
+        raise one_line_error("--scheduler goes with --executor dask")
     try:
         addresses = parse_load_addresses(addresses_text)
     except SweepError as err:
@@ -120,11 +143,15 @@ def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
     # terminated, and the table holds the addresses booted so far.
     with RunInterrupter() as interrupter, click.progressbar(
             length=total, label="booting", file=sys.stderr, hidden=not show_bar) as bar:
+        progress = bar.update if show_bar else _ProgressLines(total, started)
         for name, program in programs.items():
-            results[name] = sweep_program(program, addresses, include_dirs=list(include_dirs),
-                                          jobs=workers, progress=bar.update, until=until,
-                                          max_insns=max_insns, layout=name,
-                                          stop=interrupter.stop_event)
+            try:
+                results[name] = sweep_program(
+                    program, addresses, include_dirs=list(include_dirs), jobs=workers,
+                    progress=progress, until=until, max_insns=max_insns, layout=name,
+                    stop=interrupter.stop_event, executor=executor, scheduler=scheduler)
+            except DaskUnavailable as err:
+                raise one_line_error(str(err)) from None
             if interrupter.stopped:
                 break
     elapsed = time.perf_counter() - started
@@ -169,7 +196,10 @@ def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
                                in verdict_counts(rows).items())
             click.echo(f"  verdicts: {counts}\n")
         clean = sum(1 for r in every if r.clean)
-        click.echo(f"{clean} of {len(every)} boot(s) clean; {workers} worker(s), "
+        where = (f"{workers} worker(s)" if executor == "local"
+                 else f"Dask at {scheduler}" if scheduler
+                 else f"a local Dask cluster of {workers} worker(s)")
+        click.echo(f"{clean} of {len(every)} boot(s) clean; {where}, "
                    f"{elapsed:.1f} s ({len(every) / max(elapsed, 1e-9):.0f} boots/s)")
         if plot_path is not None:
             click.echo(f"verdicts drawn in {plot_path}")
@@ -178,3 +208,27 @@ def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
                    "the results hold the load addresses booted before it", err=True)
     sys.exit(interrupter.exit_status(0 if all(r.clean for r in every) else 1))
 
+
+
+class _ProgressLines:
+    """Progress when stderr is not a terminal: a line every :attr:`EVERY`
+    seconds of a long sweep (boots done, rate, time left), none for a short one."""
+
+    EVERY = 10.0
+
+    def __init__(self, total: int, started: float) -> None:
+        self._total = total
+        self._started = started
+        self._done = 0
+        self._next = started + self.EVERY
+
+    def __call__(self, count: int) -> None:
+        self._done += count
+        now = time.perf_counter()
+        if now < self._next or self._done >= self._total:
+            return
+        self._next = now + self.EVERY
+        rate = self._done / max(now - self._started, 1e-9)
+        left = (self._total - self._done) / max(rate, 1e-9)
+        click.echo(f"bootemu: sweep: {self._done} of {self._total} boot(s), "
+                   f"{rate:.0f} boots/s, about {left:.0f} s left", err=True)
