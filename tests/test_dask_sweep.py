@@ -56,6 +56,17 @@ def test_a_local_cluster_gives_the_local_executors_table(cluster) -> None:
     assert verdict_runs(on_dask) == verdict_runs(local)
 
 
+def test_sweeps_one_after_another_on_one_client(cluster) -> None:
+    # Each sweep scatters the same plan: under a content-hashed key, the key
+    # the sweep before was releasing lost the new plan ("lost dependencies").
+    program = assemble_file(HEAD_S)
+    addresses = ADDRESSES[:8]
+    with distributed.Client(cluster) as client:
+        runs = [sweep_program(program, addresses, executor="dask", dask_client=client)
+                for _ in range(4)]
+    assert all(run == runs[0] for run in runs) and len(runs[0]) == len(addresses)
+
+
 def test_the_cli_on_a_scheduler_prints_the_local_json(cluster) -> None:
     args = ["sweep", str(HEAD_S), "--layout", "rework-512g", "--json",
             "--load-addresses", ",".join(hex(a) for a in ADDRESSES)]

@@ -101,8 +101,10 @@ def sweep_on_dask(
         worker_count = max(1, sum(client.nthreads().values()))
         step = batch_size(len(addresses), worker_count)
         batches = [list(addresses[i:i + step]) for i in range(0, len(addresses), step)]
-        # Once to every worker, not once a task.
-        [shared_plan] = client.scatter([plan], broadcast=True)
+        # Once to every worker, not once a task; under a key of its own
+        # (hash=False): the same plan scattered by the sweep before, its key
+        # being released, would be lost under the new one ("lost dependencies").
+        [shared_plan] = client.scatter([plan], broadcast=True, hash=False)
         # Keys of this sweep's own: a shared cluster must not take one
         # sweep's batch for another's.
         prefix = f"bootemu-sweep-{uuid.uuid4().hex}"
