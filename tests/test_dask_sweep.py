@@ -132,3 +132,27 @@ def _running(pid: int) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def test_a_scheduler_without_workers_is_a_one_line_error() -> None:
+    # The batches would wait for a worker for ever: refused after 10 s.
+    empty = distributed.LocalCluster(n_workers=0, dashboard_address=None, silence_logs=50)
+    try:
+        done = subprocess.run(
+            [*BOOTEMU, "sweep", str(HEAD_S), "--load-addresses", "qemu-virt",
+             "--executor", "dask", "--scheduler", empty.scheduler_address],
+            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    finally:
+        empty.close()
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "has no worker" in done.stderr, done.stderr
+
+
+def test_an_unreachable_scheduler_is_a_one_line_error() -> None:
+    done = subprocess.run(
+        [*BOOTEMU, "sweep", str(HEAD_S), "--load-addresses", "qemu-virt",
+         "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1
+    assert "cannot reach the Dask scheduler tcp://127.0.0.1:9" in done.stderr

@@ -8,12 +8,11 @@ Nothing from Unicorn crosses the network: a machine is made, run and
 dropped inside the worker, and only :class:`~emu.analysis.sweep.SweepResult`
 records come back.
 
-Results are handed on in the addresses' order as soon as every batch before
-them is in (``on_results``), so a caller can print or save them while the
-rest runs; ``progress`` counts every boot done, in any order.  Once ``stop``
-is set, the futures still pending are cancelled, a cluster this module
-started is closed (its worker processes end with it), and what was handed on
-so far is the result.
+Results are kept in the addresses' order, batch after batch as the batches
+before them come in; ``progress`` counts every boot done, in any order.
+Once ``stop`` is set, the worker processes of a cluster this module started
+are killed and the cluster closed (on another's cluster, the batches still
+pending are cancelled), and the batches in order so far are the result.
 """
 
 from __future__ import annotations
@@ -63,7 +62,6 @@ def sweep_on_dask(
     scheduler: str | None = None,
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
-    on_results: Callable[[list[SweepResult]], None] | None = None,
     stop: threading.Event | None = None,
     client: Any = None,
 ) -> list[SweepResult]:
@@ -93,11 +91,19 @@ def sweep_on_dask(
                 worker_pids = list(client.run(os.getpid).values())
             else:
                 client = distributed.Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError) as err:
+        except (OSError, TimeoutError, RuntimeError) as err:
             if cluster is not None:
                 cluster.close()
-            raise DaskUnavailable(f"cannot reach the Dask scheduler {scheduler}: {err}") from None
+            where = (f"reach the Dask scheduler {scheduler}" if scheduler
+                     else "start a local Dask cluster")
+            raise DaskUnavailable(f"cannot {where}: {err}") from None
     try:
+        try:
+            # A scheduler with no worker would take the batches and never run them.
+            client.wait_for_workers(1, timeout=10)
+        except TimeoutError:
+            raise DaskUnavailable(f"the Dask scheduler {scheduler} has no worker "
+                                  "(start some with `dask worker ADDRESS`)") from None
         worker_count = max(1, sum(client.nthreads().values()))
         step = batch_size(len(addresses), worker_count)
         batches = [list(addresses[i:i + step]) for i in range(0, len(addresses), step)]
@@ -122,17 +128,19 @@ def sweep_on_dask(
                 continue
             for future in finished:
                 pending.discard(future)
-                results = future.result()
+                try:
+                    results = future.result()
+                except Exception as err:  # a worker lost, a batch cancelled elsewhere
+                    raise DaskUnavailable(f"a batch of boots failed on the Dask cluster: "
+                                          f"{type(err).__name__}: {err}") from None
                 done[index_of[future.key]] = results
                 if progress is not None:
                     progress(len(results))
-            # Hand on the batches now complete from the front, in order.
+            # The batches now complete from the front, in order.
             while next_batch in done:
                 results = done.pop(next_batch)
                 out.extend(results)
                 next_batch += 1
-                if on_results is not None:
-                    on_results(results)
         if pending and cluster is not None:
             for pid in worker_pids:
                 with contextlib.suppress(ProcessLookupError):

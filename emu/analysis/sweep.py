@@ -14,6 +14,7 @@ addresses (:func:`parse_load_addresses`).
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import re
@@ -26,12 +27,15 @@ from pathlib import Path
 
 from emu.asm.assembler import assemble_file
 from emu.asm.program import Program
+from emu.board.board import Board
+from emu.board.cpu import cpu_pa_bits as board_cpu_pa_bits
 from emu.checks import ALL_CHECKS
 from emu.checks.run import DEFAULT_LOAD_ADDRESS, DEFAULT_TARGET, CheckRun, check_image
 from emu.checks.verdict import BEYOND_PA_RANGE, BOOT_FAILED, CLEAN, ERROR, FINDINGS, INCOMPLETE
 from emu.image.boot_image import ImageError
 from emu.image.program import image_from_program
-from emu.machine.machine import DEFAULT_MAX_INSNS, Machine
+from emu.machine.machine import DEFAULT_MAX_INSNS
+from emu.machine.targets import TargetError, resolve_target
 
 # The verdict words are :mod:`emu.checks.verdict`'s (a boot's verdict is
 # ``bootemu check``'s); they are named here too, for the sweep's users.
@@ -362,12 +366,46 @@ class _BootPlan:
 
 
 def cpu_pa_bits(program: Program, include_dirs: Sequence[Path] = ()) -> int:
-    """The emulated CPU's physical address size (ID_AA64MMFR0_EL1.PARange) in bits."""
+    """The emulated CPU's physical address size (ID_AA64MMFR0_EL1.PARange) in
+    bits: the default board's CPU, as every boot of a sweep has it."""
+    return board_cpu_pa_bits(Board().cpu)
+
+
+def _check_target(program: Program, include_dirs: Sequence[Path], until: str | None) -> None:
+    """Refuse a target the program does not have before booting anything: each
+    boot would otherwise end as an ``error`` for the same mistake."""
     image = image_from_program(program, DEFAULT_LOAD_ADDRESS, include_dirs=list(include_dirs))
-    return Machine(image).mmu.pa_bits
+    try:
+        resolve_target(image, until)
+    except TargetError as err:
+        raise SweepError(f"--until: {err}") from None
+
+
+# A boot's machine lives on after it, until a full garbage collection (its
+# engine's hooks hold it): a sweep's boots reserve 64 MiB of translation
+# buffer each, not Unicorn's default 1 GiB, so that those waiting to be
+# collected stay small, and the collector runs every 8 boots.  In a worker
+# process what exists before the first boot (modules, the program) is frozen
+# out of the collector's sight (gc.freeze), so a collection costs only the
+# boots' garbage; not in the caller's process (-j 1), which freezing would
+# keep from ever freeing what it holds now.
+_SWEEP_BOARD = Board(translation_buffer=64 << 20)
+_boots = 0  # boots made in this process
+_frozen = False  # this is a worker process, its long-lived objects frozen
+
+
+def _freeze_worker() -> None:
+    global _frozen
+    if not _frozen:
+        gc.freeze()
+        _frozen = True
 
 
 def _boot(plan: _BootPlan, load_address: int) -> SweepResult:
+    global _boots
+    _boots += 1
+    if _boots % 8 == 0:
+        gc.collect()
     limit = 1 << plan.pa_bits
     size = len(plan.program.code)
     if load_address + size > limit:
@@ -380,7 +418,7 @@ def _boot(plan: _BootPlan, load_address: int) -> SweepResult:
     try:
         image = image_from_program(plan.program, load_address,
                                    include_dirs=list(plan.include_dirs))
-        run = check_image(image, until=plan.until, max_insns=plan.max_insns)
+        run = check_image(image, until=plan.until, max_insns=plan.max_insns, board=_SWEEP_BOARD)
     except ImageError as err:
         return SweepResult(load_address=load_address, verdict=ERROR, message=str(err),
                            layout=plan.layout)
@@ -401,10 +439,13 @@ def _init_worker(plan: _BootPlan) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
+    _freeze_worker()
 
 
 def boot_batch(plan: _BootPlan, addresses: Sequence[int]) -> list[SweepResult]:
-    """Boot ``plan`` at each of ``addresses``, one after another, in this process."""
+    """Boot ``plan`` at each of ``addresses``, one after another, in a worker
+    process (a Dask worker's)."""
+    _freeze_worker()
     return [_boot(plan, address) for address in addresses]
 
 
@@ -462,6 +503,7 @@ def sweep_program(
     jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
         raise SweepError(f"jobs must be at least 1, not {jobs}")
+    _check_target(program, include_dirs, until)
     plan = _BootPlan(program=program, include_dirs=tuple(Path(d) for d in include_dirs),
                      until=until, max_insns=max_insns,
                      pa_bits=cpu_pa_bits(program, include_dirs), layout=layout)

@@ -93,7 +93,9 @@ class Board:
     ``rng-seed``), so two runs with one seed are identical.  With ``bios``
     the image is firmware: it sits in a flash region at 0 and is entered
     there, as under QEMU's ``-bios``, and the device tree goes to the start of
-    RAM.
+    RAM.  ``translation_buffer`` is how many bytes of host code Unicorn
+    reserves for translated guest code (None: its default, 1 GiB of address
+    space): many short boots in one process (a sweep) ask for less.
     """
 
     ram: tuple[int, int] | None = None
@@ -104,6 +106,7 @@ class Board:
     cpu: str = "cortex-a72"
     seed: int = 0
     bios: bool = False
+    translation_buffer: int | None = None
 
     def facts(self) -> BoardFacts | None:
         """The RAM, UART and bootargs of the user's device tree (None without one)."""

@@ -150,7 +150,7 @@ def sweep(source: Path, addresses_text: str, layout_names: tuple[str, ...],
                     program, addresses, include_dirs=list(include_dirs), jobs=workers,
                     progress=progress, until=until, max_insns=max_insns, layout=name,
                     stop=interrupter.stop_event, executor=executor, scheduler=scheduler)
-            except DaskUnavailable as err:
+            except (DaskUnavailable, SweepError) as err:
                 raise one_line_error(str(err)) from None
             if interrupter.stopped:
                 break

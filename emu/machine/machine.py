@@ -151,6 +151,9 @@ class Machine:
 
         uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
         uc.ctl_set_cpu_model(UNICORN_MODELS[self.board.cpu])
+        if self.board.translation_buffer is not None:
+            # Before the first mapping: the engine is set up then.
+            uc.ctl_set_tcg_buffer_size(self.board.translation_buffer)
         self.uc = uc
         banks = [(self.ram_base, self.ram_size, UC_PROT_ALL, "RAM"),
                  *((base, size, UC_PROT_ALL, "RAM") for base, size in self.plan.extra_memory)]

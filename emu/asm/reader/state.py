@@ -41,7 +41,7 @@ from emu.asm.source import Origin, SourceLocation
 __all__ = ["MAX_IMAGE_BYTES", "MAX_STATEMENTS", "Conditional", "Frame", "Macro", "ReaderState"]
 
 NOP = 0xD503201F
-MAX_STATEMENTS = 2_000_000  # a runaway .rept must fail, not hang
+MAX_STATEMENTS = 1_000_000  # a runaway .rept must fail, not hang; 1 M stays under 1 GiB
 # The most bytes of output a source may produce: far above any boot image, low
 # enough that a typo like ``.skip 0x10000000000`` fails with file:line before
 # the bytes are allocated, not with a MemoryError.
