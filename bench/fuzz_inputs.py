@@ -872,7 +872,9 @@ def run_case(case: Case, index: int, work: Path, wall_timeout: float = WALL_TIME
     with stderr_path.open("wb") as stderr:
         try:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.DEVNULL, stderr=stderr, cwd=REPO,
+                                       # In the case's own directory: an option value
+                                       # such as `-o ' '` writes a file where it runs.
+                                       stdout=subprocess.DEVNULL, stderr=stderr, cwd=directory,
                                        preexec_fn=_limiter(memory_limit),
                                        start_new_session=True)
         except OSError as error:  # the generator's fault (an argument too long, say)

@@ -126,6 +126,10 @@ def test_symbol_plus_offset_and_addresses(tables: Tables) -> None:
     assert ran.reached and ran.pa == loop + 8  # MMU off: VA == PA
     with pytest.raises(TargetError, match="no symbol 'nowhere'"):
         resolve_target(machine.image, "nowhere+4")
+    # A PC is 64 bits (DDI 0487 D1.2): past 2^64 nothing can be arrived at.
+    for spec in ("0x10000000000000000", "0xffffffffffffff00+0x100"):
+        with pytest.raises(TargetError, match="past the 64-bit address space"):
+            resolve_target(machine.image, spec)
 
 
 def test_after_n_instructions(tables: Tables) -> None:

@@ -128,8 +128,13 @@ def _place_addresses(image: BootImage, target: Target) -> list[int]:
         link = image.symbols[place] + target.offset
         return sorted({link, image.physical(link)})
     if _NUMBER.match(place):
-        return [int(place.replace("_", ""), 16 if place.lower().startswith("0x") else 10)
-                + target.offset]
+        address = (int(place.replace("_", ""), 16 if place.lower().startswith("0x") else 10)
+                   + target.offset)
+        if address >= 1 << 64:
+            # No PC can be there: the run would only spend its budget.
+            raise TargetError(f"target '{target.text}': {address:#x} is past the 64-bit "
+                              "address space")
+        return [address]
     raise TargetError(
         f"{image.name}: no symbol '{place}' and not an address "
         f"(symbols include: {', '.join(sorted(image.symbols)[:8])}, ...)"
