@@ -202,7 +202,7 @@ class MacroReading(ReaderState):
             count = 0
         # The statements the body reads, nested repetitions multiplied out: a
         # .rept 1000 of .rept 1000 of .rept 1000 fails here, at its line, not
-        # after reading two million statements (gigabytes) of it.
+        # after reading a million statements (most of a gigabyte) of it.
         if count * max(self._statements_in(statements), 1) > MAX_STATEMENTS:
             self._fail(f".rept {count} would expand to more than {MAX_STATEMENTS} statements"
                        " (with the repetitions and macros nested in it)")
