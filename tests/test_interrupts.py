@@ -98,8 +98,7 @@ def test_a_target_after_wfi_is_reached_after_the_interrupt_that_wakes_it(
 # forever (D1.16.2: WFI wakes on an interrupt signalled to the PE), and code
 # that does not wait runs on: neither may stall the run with no instruction
 # executed (it did: the machine stopped for the due timer over and over).
-_TIMER_DUE_NOT_ROUTED = """\
-_start:
+_TIMER_DUE = """\
     mov x0, #1
     msr cntv_ctl_el0, x0
     msr cntv_cval_el0, xzr
@@ -107,6 +106,7 @@ loop:
     {body}
     b loop
 """
+_TIMER_DUE_NOT_ROUTED = "_start:\n" + _TIMER_DUE
 
 
 def _source_machine(tmp_path: Path, text: str) -> Machine:
@@ -147,13 +147,7 @@ _start:
     str w3, [x2, #4]
     mov w3, #1
     str w3, [x2]
-    mov x0, #1
-    msr cntv_ctl_el0, x0
-    msr cntv_cval_el0, xzr
-loop:
-    {body}
-    b loop
-"""
+""" + _TIMER_DUE
 
 
 def test_an_idle_loop_with_the_interrupt_masked_ends_idle(tmp_path: Path) -> None:

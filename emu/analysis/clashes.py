@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from emu.analysis.layout import LayoutProblem, check_layout
-from emu.image.layout import SLOT_SHIFT, SLOT_SIZE, TWO_MIB, Layout
+from emu.checks.layout_slot0 import LayoutSlot0, linked_inside
+from emu.image.layout import SLOT_SIZE, TWO_MIB, Layout
 
 __all__ = [
     "ClashAnalysis",
@@ -103,12 +104,13 @@ def _occupied_slots(layout: Layout) -> list[tuple[int, int, tuple[str, ...]]]:
     ``(first, last, regions)``, slots without regions left out.  Computed
     from the regions' slot bounds, never slot by slot (a region may span
     2^25 slots)."""
-    bounds = sorted({slot for region in layout.regions if region.size
+    # An empty region holds its first slot, as the identity-clash rule has it.
+    bounds = sorted({slot for region in layout.regions
                      for slot in (region.first_slot, region.last_slot + 1)})
     runs: list[tuple[int, int, tuple[str, ...]]] = []
     for low, high in zip(bounds, bounds[1:], strict=False):
-        names = tuple(region.name for region in layout.regions if region.size
-                      and region.first_slot < high and region.last_slot >= low)
+        names = tuple(region.name for region in layout.regions
+                      if region.first_slot < high and region.last_slot >= low)
         if not names:
             continue
         if runs and runs[-1][1] == low - 1 and runs[-1][2] == names:
@@ -122,11 +124,9 @@ def layout_wide_findings(layout: Layout, link_address: int | None) -> list[str]:
     """What is wrong with ``layout`` (and the image's link address) wherever
     the image is loaded."""
     findings = []
-    if link_address is not None and link_address < layout.identity_limit:
-        findings.append(
-            f"layout-slot0: the image is linked at {link_address:#x}, in level-0 slot "
-            f"{link_address >> SLOT_SHIFT}, inside the identity area (the first "
-            f"{layout.identity_slots} slot(s), below {layout.identity_limit:#x})")
+    inside = None if link_address is None else linked_inside(layout, link_address)
+    if inside is not None:
+        findings.append(f"{LayoutSlot0.rule_id}: {inside}")
     problems: list[LayoutProblem] = check_layout(layout)
     findings.extend(f"layout: [{problem.kind.value}] {problem.message}" for problem in problems)
     return findings

@@ -585,12 +585,7 @@ class _Encoder:
             # C6.2 LDG: Xt, [Xn|SP{, #simm}] (signed offset only).
             if len(parts) not in (2, 3) or (mnemonic == "ldg" and len(parts) != 2):
                 raise EncodeError(f"operand mismatch -- `{echo}'")
-            base, offset, writeback = self._address(parts[1], echo, item)
-            mode = 0b11 if writeback else 0b10
-            if len(parts) == 3:
-                if offset or writeback:
-                    raise EncodeError(f"invalid addressing mode -- `{echo}'")
-                offset, mode = self.value(parts[2].strip().removeprefix("#"), item), 0b01
+            base, offset, form = self._indexed(parts, 1, echo, item)
             if offset % 16:
                 raise EncodeError(f"immediate value must be a multiple of 16 at operand 2 -- "
                                   f"`{echo}'")
@@ -598,28 +593,37 @@ class _Encoder:
                 raise EncodeError(f"immediate offset out of range -4096 to 4080 at operand 2 "
                                   f"-- `{echo}'")
             if mnemonic == "ldg":
-                if writeback:
+                if form != "offset":
                     raise EncodeError(f"invalid addressing mode -- `{echo}'")
                 return (0xD9600000 | (((offset >> 4) & 0x1FF) << 12) | (base << 5)
                         | _x(parts[0], echo, 1))
+            mode = {"post": 0b01, "offset": 0b10, "pre": 0b11}[form]
             return (_TAG_STORES[mnemonic] | (((offset >> 4) & 0x1FF) << 12) | (mode << 10)
                     | (base << 5) | _x(parts[0], echo, 1, sp=True))
         if mnemonic == "stgp":
             # C6.2 STGP: Xt1, Xt2, [Xn|SP{, #simm7 * 16}]{!} or [Xn|SP], #simm7 * 16.
             if len(parts) not in (3, 4):
                 raise EncodeError(f"operand mismatch -- `{echo}'")
-            base, offset, writeback = self._address(parts[2], echo, item)
-            opcode = 0x69800000 if writeback else 0x69000000
-            if len(parts) == 4:
-                if offset or writeback:
-                    raise EncodeError(f"invalid addressing mode -- `{echo}'")
-                offset, opcode = self.value(parts[3].strip().removeprefix("#"), item), 0x68800000
+            base, offset, form = self._indexed(parts, 2, echo, item)
+            opcode = {"post": 0x68800000, "offset": 0x69000000, "pre": 0x69800000}[form]
             if offset % 16 or not -1024 <= offset <= 1008:
                 raise EncodeError(f"immediate offset out of range -1024 to 1008 at operand 3 "
                                   f"-- `{echo}'")
             return (opcode | (((offset >> 4) & 0x7F) << 15) | (_x(parts[1], echo, 2) << 10)
                     | (base << 5) | _x(parts[0], echo, 1))
         return None
+
+    def _indexed(self, parts: list[str], at: int, echo: str, item: Item
+                 ) -> tuple[int, int, str]:
+        """The address at ``parts[at]`` of an MTE load or store, ``[Xn|SP{,
+        #imm}]{!}`` or ``[Xn|SP], #imm`` (C6.2 STG, STGP): the base register,
+        the offset, and the form: ``offset``, ``pre`` (``!``) or ``post``."""
+        base, offset, writeback = self._address(parts[at], echo, item)
+        if len(parts) == at + 2:
+            if offset or writeback:
+                raise EncodeError(f"invalid addressing mode -- `{echo}'")
+            return base, self.value(parts[at + 1].strip().removeprefix("#"), item), "post"
+        return base, offset, "pre" if writeback else "offset"
 
     def _operand(self, part: str, item: Item, mnemonic: str, parts: list[str],
                  index: int) -> str:

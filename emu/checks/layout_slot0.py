@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from emu.checks.base import Check
 from emu.checks.layout_of import image_layout, no_layout_reason
-from emu.image.layout import SLOT_SHIFT
+from emu.image.layout import SLOT_SHIFT, Layout
 from emu.machine.stop import Stop
 
 
@@ -26,11 +26,16 @@ class LayoutSlot0(Check):
     def finish(self, stop: Stop) -> None:
         image = self.context.image
         layout = image_layout(image)
-        if layout is None or image.link_address >= layout.identity_limit:
-            return
-        self.fire(
-            0, image.entry, image.entry,
-            f"the image is linked at {image.link_address:#x}, in level-0 slot "
-            f"{image.link_address >> SLOT_SHIFT}, inside the identity area (the first "
-            f"{layout.identity_slots} slot(s), below {layout.identity_limit:#x})",
-        )
+        message = None if layout is None else linked_inside(layout, image.link_address)
+        if message is not None:
+            self.fire(0, image.entry, image.entry, message)
+
+
+def linked_inside(layout: Layout, link_address: int) -> str | None:
+    """What is wrong with an image linked at ``link_address`` inside the
+    layout's identity area; None when it is linked above it."""
+    if link_address >= layout.identity_limit:
+        return None
+    return (f"the image is linked at {link_address:#x}, in level-0 slot "
+            f"{link_address >> SLOT_SHIFT}, inside the identity area (the first "
+            f"{layout.identity_slots} slot(s), below {layout.identity_limit:#x})")
